@@ -1,0 +1,369 @@
+"""The SQLite file behind the uplink buffer: synchronous, used from one writer thread only.
+
+Everything here blocks; ``UplinkBuffer`` calls it through a single-worker
+executor that owns the one connection. Every error is raised as ``StoreError``
+after an explicit ROLLBACK, because after SQLITE_FULL SQLite may have rolled
+back only the statement, or the whole transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from buffer.schema import MIGRATIONS, Migration, NewerSchemaError, migrate
+from buffer.types import UplinkRecord
+
+log = structlog.get_logger(__name__)
+
+Connect = Callable[[str], sqlite3.Connection]
+
+_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
+_ROW_OVERHEAD = 32  # the four integers, roughly; only used for the byte bound
+_SEQ_META = "seq_high_water"
+_READ_COLUMNS = "seq, device, body, received_ns, monotonic_ns, boot_id, clock_synced"
+
+
+def default_connect(path: str) -> sqlite3.Connection:
+    """Autocommit mode: transactions are begun and ended explicitly by the store."""
+    return sqlite3.connect(path, isolation_level=None, timeout=5.0)
+
+
+def row_size(record: UplinkRecord) -> int:
+    """Bytes a record counts for against ``max_bytes`` (payload, keys, fixed overhead)."""
+    return len(record.body) + len(record.device.encode()) + len(record.boot_id) + _ROW_OVERHEAD
+
+
+class _FailedCheckError(Exception):
+    """``PRAGMA quick_check`` found damage."""
+
+
+class StoreError(Exception):
+    """A storage operation failed; nothing of the failed transaction was kept."""
+
+    def __init__(self, operation: str, cause: BaseException) -> None:
+        super().__init__(f"{operation}: {cause}")
+        self.operation = operation
+        self.cause = cause
+
+    @property
+    def corrupt(self) -> bool:
+        code = getattr(self.cause, "sqlite_errorcode", None)
+        return isinstance(code, int) and (code & 0xFF) in _CORRUPT_CODES
+
+
+@dataclass(frozen=True)
+class AgeLimit:
+    """Rows older than this are expired: by monotonic time within ``boot_id``,
+    by wall time across boots, and never by an unsynchronised wall clock."""
+
+    boot_id: str
+    min_monotonic_ns: int
+    min_received_ns: int
+
+    def expired(self, record: UplinkRecord) -> bool | None:
+        """True/False, or None when the age cannot be known."""
+        if record.boot_id == self.boot_id:
+            return record.monotonic_ns < self.min_monotonic_ns
+        if not record.clock_synced:
+            return None
+        return record.received_ns < self.min_received_ns
+
+
+@dataclass(frozen=True)
+class Dropped:
+    seq: int
+    device: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenInfo:
+    """What the buffer needs to resume: the backlog's size and per-device counts."""
+
+    rows: int
+    bytes: int
+    max_seq: int
+    device_counts: dict[str, int]
+    moved_aside: Path | None
+
+
+@dataclass(frozen=True)
+class CommitPlan:
+    append: Sequence[UplinkRecord]
+    delete: Sequence[int]
+    max_bytes: int
+    age: AgeLimit | None
+    seq_high_water: int | None = None
+    bounds: bool = True
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    dropped: list[Dropped] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    file_bytes: int = 0
+    oldest: UplinkRecord | None = None
+
+
+def _record(row: tuple[object, ...]) -> UplinkRecord:
+    seq, device, body, received_ns, monotonic_ns, boot_id, synced = row
+    assert isinstance(seq, int) and isinstance(device, str) and isinstance(body, bytes)
+    assert isinstance(received_ns, int) and isinstance(monotonic_ns, int)
+    assert isinstance(boot_id, str)
+    return UplinkRecord(seq, device, body, received_ns, monotonic_ns, boot_id, bool(synced))
+
+
+class FrameStore:
+    """One SQLite file of unacknowledged frames, in WAL mode with grouped commits."""
+
+    def __init__(self, path: Path, *, connect: Connect = default_connect,
+                 migrations: Sequence[Migration] = MIGRATIONS,
+                 wall_ns: Callable[[], int] = time.time_ns) -> None:
+        self.path = path
+        self._connect = connect
+        self._migrations = migrations
+        self._wall_ns = wall_ns
+        self._conn: sqlite3.Connection | None = None
+        self.rows = 0
+        self.bytes = 0
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("use", RuntimeError("store is not open"))
+        return self._conn
+
+    # --- open, check, migrate -------------------------------------------------------------
+
+    def open(self) -> OpenInfo:
+        """Open, check and migrate; a corrupt or too-new file is moved aside, not deleted."""
+        moved: Path | None = None
+        try:
+            self._open_checked()
+        except (sqlite3.DatabaseError, NewerSchemaError, _FailedCheckError) as exc:
+            corrupt = not isinstance(exc, sqlite3.DatabaseError) or StoreError("open", exc).corrupt
+            if not corrupt:
+                self.close()
+                raise StoreError("open", exc) from exc
+            moved = self.move_aside("newer" if isinstance(exc, NewerSchemaError) else "corrupt")
+            log.error("buffer_store_moved_aside", path=str(self.path), moved_to=str(moved),
+                      error=str(exc))
+            try:
+                self._open_checked()
+            except (sqlite3.Error, NewerSchemaError, _FailedCheckError) as again:
+                self.close()
+                raise StoreError("open", again) from again
+        except OSError as exc:
+            self.close()
+            raise StoreError("open", exc) from exc
+        return self._load_info(moved)
+
+    def _open_checked(self) -> None:
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect(str(self.path))
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        result = conn.execute("PRAGMA quick_check").fetchall()
+        if [r[0] for r in result] != ["ok"]:
+            raise _FailedCheckError(f"quick_check: {result[:3]}")
+        migrate(conn, self._migrations)
+
+    def move_aside(self, reason: str) -> Path:
+        """Rename the file (and its WAL/SHM) with a timestamp suffix; a fresh file follows."""
+        self.close()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._wall_ns() / 1e9))
+        target = self.path.with_name(f"{self.path.name}.{reason}-{stamp}")
+        n = 1
+        while target.exists():
+            target = self.path.with_name(f"{self.path.name}.{reason}-{stamp}.{n}")
+            n += 1
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(target) + suffix))
+        return target
+
+    def _load_info(self, moved: Path | None) -> OpenInfo:
+        try:
+            rows, size, max_seq = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(seq), 0) FROM frames"
+            ).fetchone()
+            hw = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_SEQ_META,)).fetchone()
+            counts = self.device_backlog_counts()
+        except sqlite3.Error as exc:
+            raise StoreError("open", exc) from exc
+        self.rows, self.bytes = int(rows), int(size)
+        top = max(int(max_seq), int(hw[0]) if hw else 0)
+        return OpenInfo(self.rows, self.bytes, top, counts, moved)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, operation: str = "write") -> Iterator[None]:
+        """BEGIN ... COMMIT, or an explicit ROLLBACK and a ``StoreError``; nests as a no-op."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield
+            return
+        rows, size = self.rows, self.bytes
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rows, self.bytes = rows, size
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise StoreError(operation, exc) from exc
+
+    def append_many(self, records: Iterable[UplinkRecord]) -> None:
+        """Insert (or overwrite with identical content) records by seq."""
+        with self.transaction("append"):
+            batch = [(r.seq, r.device, r.body, r.received_ns, r.monotonic_ns, r.boot_id,
+                      int(r.clock_synced), row_size(r)) for r in records]
+            seqs = [(b[0],) for b in batch]
+            old = self._sizes(seqs)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO frames (seq, device, body, received_ns, monotonic_ns,"
+                " boot_id, clock_synced, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+            self.rows += len(batch) - old[0]
+            self.bytes += sum(b[7] for b in batch) - old[1]
+
+    def _sizes(self, seqs: list[tuple[int]]) -> tuple[int, int]:
+        """Row count and bytes of the existing rows among ``seqs`` (usually none)."""
+        if not seqs or self.rows == 0:
+            return 0, 0
+        n = total = 0
+        for (seq,) in seqs:
+            row = self.conn.execute("SELECT size FROM frames WHERE seq = ?", (seq,)).fetchone()
+            if row is not None:
+                n, total = n + 1, total + int(row[0])
+        return n, total
+
+    def delete_many(self, seqs: Iterable[int]) -> None:
+        with self.transaction("delete"):
+            for seq in seqs:
+                row = self.conn.execute(
+                    "DELETE FROM frames WHERE seq = ? RETURNING size", (seq,)).fetchone()
+                if row is not None:
+                    self.rows -= 1
+                    self.bytes -= int(row[0])
+
+    def set_seq_high_water(self, seq: int) -> None:
+        """Remember the highest seq handed out, so a restart never reuses one."""
+        with self.transaction("meta"):
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                              (_SEQ_META, seq))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def read_batch(self, after_seq: int, limit: int) -> list[UplinkRecord]:
+        """The next ``limit`` rows in seq order: how the backlog is paged back in."""
+        try:
+            rows = self.conn.execute(
+                f"SELECT {_READ_COLUMNS} FROM frames WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError("read", exc) from exc
+        return [_record(r) for r in rows]
+
+    def device_backlog_counts(self) -> dict[str, int]:
+        try:
+            rows = self.conn.execute("SELECT device, COUNT(*) FROM frames GROUP BY device")
+            return {str(d): int(n) for d, n in rows}
+        except sqlite3.Error as exc:
+            raise StoreError("count", exc) from exc
+
+    def oldest(self) -> UplinkRecord | None:
+        found = self.read_batch(-(2**63), 1)
+        return found[0] if found else None
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(str(self.path) + suffix).st_size
+        return total
+
+    # --- bounds ---------------------------------------------------------------------------
+
+    def enforce_bounds(self, max_bytes: int, age: AgeLimit | None,
+                       scan: int = 1000) -> list[Dropped]:
+        """Drop the oldest rows: first the expired ones at the head, then down to ``max_bytes``.
+
+        Only the head (``scan`` rows at a time) is examined: age grows with seq, and a
+        row whose age is unknown (another boot, unsynchronised clock) is kept.
+        """
+        dropped: list[Dropped] = []
+        with self.transaction("bounds"):
+            if age is not None:
+                dropped += self._drop_expired(age, scan)
+            while self.bytes > max_bytes and self.rows > 0:
+                dropped += self._drop_oldest(self.bytes - max_bytes, scan)
+        return dropped
+
+    def _drop_expired(self, age: AgeLimit, scan: int) -> list[Dropped]:
+        cursor = self.conn.execute(
+            "SELECT seq, device, received_ns, monotonic_ns, boot_id, clock_synced"
+            " FROM frames ORDER BY seq LIMIT ?", (scan,))
+        dropped: list[Dropped] = []
+        for seq, device, received_ns, monotonic_ns, boot_id, synced in cursor:
+            probe = UplinkRecord(int(seq), str(device), b"", int(received_ns), int(monotonic_ns),
+                                 str(boot_id), bool(synced))
+            verdict = age.expired(probe)
+            if verdict is False:
+                break
+            if verdict:
+                dropped.append(Dropped(probe.seq, probe.device, "max_age"))
+        cursor.close()
+        self.delete_many(d.seq for d in dropped)
+        return dropped
+
+    def _drop_oldest(self, excess: int, scan: int) -> list[Dropped]:
+        rows = self.conn.execute(
+            "SELECT seq, device, size FROM frames ORDER BY seq LIMIT ?", (scan,)).fetchall()
+        dropped: list[Dropped] = []
+        freed = 0
+        for seq, device, size in rows:
+            if freed >= excess:
+                break
+            dropped.append(Dropped(int(seq), str(device), "max_bytes"))
+            freed += int(size)
+        self.delete_many(d.seq for d in dropped)
+        return dropped
+
+    # --- the buffer's one transaction per interval ----------------------------------------
+
+    def commit(self, plan: CommitPlan) -> CommitResult:
+        """Write new rows, delete acknowledged ones and enforce bounds in one transaction."""
+        with self.transaction("commit"):
+            if plan.append:
+                self.append_many(plan.append)
+            if plan.delete:
+                self.delete_many(plan.delete)
+            dropped = self.enforce_bounds(plan.max_bytes, plan.age) if plan.bounds else []
+            if plan.seq_high_water is not None:
+                self.set_seq_high_water(plan.seq_high_water)
+        oldest = self.oldest() if self.rows else None
+        return CommitResult(dropped, self.rows, self.bytes, self.file_bytes(), oldest)

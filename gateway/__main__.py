@@ -1,0 +1,7 @@
+"""Allow ``python -m gateway``."""
+
+import sys
+
+from gateway.cli import main
+
+sys.exit(main())

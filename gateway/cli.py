@@ -1,0 +1,126 @@
+"""The ``lora-gateway`` command: run, demo, inject, config check.
+
+Each subcommand is a small function; argparse does the parsing. Exit codes: 0 ok,
+1 runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from gateway import __version__
+from gateway.config import Config, ConfigError, load_config
+from gateway.log import configure_logging
+
+DEFAULT_CONFIG = Path("/etc/lora-gateway/gateway.toml")
+log = structlog.get_logger("gateway.cli")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    configure_logging(config.log.level, config.log.format)
+    from gateway.daemon import run_daemon  # after validation: a bad config starts nothing
+
+    return run_daemon(config)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    configure_logging("info", "auto")
+    return run_demo(duration_s=args.duration, state_dir=args.state_dir)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.file)
+    print(f"{config.source}: ok (backend={config.concentrator.backend}, "
+          f"region={config.concentrator.region}, mqtt={config.mqtt.server})")
+    return 0
+
+
+def _cmd_inject(args: argparse.Namespace) -> int:
+    from gateway.inject import InjectError, parse_inject_datagram, send_inject
+
+    socket_path = args.socket
+    if socket_path is None:
+        config = _load_or_exit(args.config)
+        socket_path = config.concentrator.emulator.inject_socket
+        if socket_path is None:
+            print(f"{config.source}: concentrator.emulator.inject_socket is not set",
+                  file=sys.stderr)
+            return 2
+    datagram = {"phy_payload": args.phy_payload, "frequency": args.frequency, "sf": args.sf,
+                "bw": args.bw, "cr": args.cr, "rssi": args.rssi, "snr": args.snr,
+                "crc_ok": not args.bad_crc}
+    try:
+        parse_inject_datagram(json.dumps(datagram).encode())
+        send_inject(Path(socket_path), datagram)
+    except InjectError as exc:
+        print(f"inject: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"inject: cannot send to {socket_path}: {exc.strerror} "
+              "(is `lora-gateway run` with the emulator backend running?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-gateway",
+        description="LoRaWAN edge gateway for the SX1302: forwards to ChirpStack v4 over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"lora-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway in the foreground")
+    run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="emulated concentrator + virtual sensors + local broker")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--state-dir", type=Path, default=None, help="where the demo keeps files")
+    demo.set_defaults(func=_cmd_demo)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_cmd_config_check)
+
+    inject = sub.add_parser("inject", help="send one radio packet to a running emulator")
+    inject.add_argument("phy_payload", help="PHY payload as hex")
+    inject.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    inject.add_argument("--socket", type=Path, default=None, help="inject socket (overrides -c)")
+    inject.add_argument("--frequency", type=int, default=868_100_000)
+    inject.add_argument("--sf", type=int, default=7)
+    inject.add_argument("--bw", type=int, default=125_000)
+    inject.add_argument("--cr", default="4/5")
+    inject.add_argument("--rssi", type=float, default=-57.0)
+    inject.add_argument("--snr", type=float, default=9.5)
+    inject.add_argument("--bad-crc", action="store_true", help="mark the packet's CRC as bad")
+    inject.set_defaults(func=_cmd_inject)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

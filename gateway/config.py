@@ -1,0 +1,240 @@
+"""The gateway's one configuration file (TOML), validated once at start.
+
+Every section is a frozen dataclass, so the rest of the code receives typed,
+checked values and never looks at raw TOML. ``load_config`` raises
+:class:`ConfigError` with one line naming the file, key, value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gateway.config_reader import ConfigError, TableReader
+
+__all__ = ["Config", "ConfigError", "load_config", "load_config_text"]
+
+EUI_PATTERN = r"[0-9a-fA-F]{16}"
+KEY_PATTERN = r"[0-9a-fA-F]{32}"
+DEVADDR_PATTERN = r"[0-9a-fA-F]{8}"
+REGIONS = ("EU868",)
+BACKENDS = ("emulator", "sx1302")
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    id: str | None
+    """16 lowercase hex digits; ``None`` means: read the concentrator's EUI."""
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """A virtual ABP device of the emulator, sending real LoRaWAN frames on a timer."""
+
+    name: str
+    dev_addr: str
+    nwk_s_key: str
+    app_s_key: str
+    interval_s: float
+    kind: str
+    frequency_hz: int | None
+    spreading_factor: int
+
+
+@dataclass(frozen=True)
+class EmulatorSection:
+    inject_socket: Path | None
+    eui: str
+    sensors: tuple[SensorConfig, ...]
+
+
+@dataclass(frozen=True)
+class ConcentratorSection:
+    backend: str
+    region: str
+    board: str
+    spi_device: str
+    poll_interval_s: float
+    emulator: EmulatorSection
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    server: str
+    topic_prefix: str
+    marshaler: str
+    username: str | None
+    password: str | None
+    ca_cert: Path | None
+    client_cert: Path | None
+    client_key: Path | None
+    keepalive_s: int
+    stats_interval_s: float
+    max_inflight: int
+
+
+@dataclass(frozen=True)
+class BufferSection:
+    path: Path
+    commit_interval_s: float
+    max_size_mb: float
+    max_age_days: float
+    drain_rate_per_s: float
+    memory_max_records: int
+
+
+@dataclass(frozen=True)
+class ForwarderSection:
+    forward_crc_error: bool
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    gateway: GatewaySection
+    concentrator: ConcentratorSection
+    mqtt: MqttSection
+    buffer: BufferSection
+    forwarder: ForwarderSection
+    log: LogSection
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raises ``ConfigError`` (also for unreadable or bad TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        detail = f"cannot be read: {exc.strerror}"
+        raise ConfigError(str(path), "(file)", str(path), detail) from exc
+    return load_config_text(text, source=str(path), base_dir=path.resolve().parent)
+
+
+def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", "", f"not valid TOML: {exc}") from exc
+    root = TableReader(data, "", source, base_dir)
+    config = Config(
+        source=source,
+        gateway=_gateway(root.table("gateway")),
+        concentrator=_concentrator(root.table("concentrator")),
+        mqtt=_mqtt(root.table("mqtt")),
+        buffer=_buffer(root.table("buffer")),
+        forwarder=_forwarder(root.table("forwarder")),
+        log=_log(root.table("log")),
+    )
+    root.finish()
+    return config
+
+
+def demo_config_text() -> str:
+    """The embedded demo configuration (emulated concentrator and virtual sensors)."""
+    return resources.files("gateway").joinpath("demo.toml").read_text(encoding="utf-8")
+
+
+def _gateway(t: TableReader) -> GatewaySection:
+    gid = t.string("id", None, pattern=EUI_PATTERN,
+                   pattern_text="16 hex digits, e.g. 0016c001ff10a235")
+    t.finish()
+    return GatewaySection(id=gid.lower() if gid else None)
+
+
+def _concentrator(t: TableReader) -> ConcentratorSection:
+    section = ConcentratorSection(
+        backend=t.string("backend", "emulator", choices=BACKENDS),
+        region=t.string("region", "EU868", choices=REGIONS),
+        board=t.string("board", "corecell"),
+        spi_device=t.string("spi_device", "/dev/spidev0.0"),
+        poll_interval_s=t.number("poll_interval_s", 0.01, low=0.001, high=1.0),
+        emulator=_emulator(t.table("emulator")),
+    )
+    t.finish()
+    return section
+
+
+def _emulator(t: TableReader) -> EmulatorSection:
+    section = EmulatorSection(
+        inject_socket=t.path("inject_socket", None),
+        eui=t.string("eui", "0016c001ff10a235", pattern=EUI_PATTERN, pattern_text="16 hex digits"),
+        sensors=tuple(_sensor(s) for s in t.tables("sensors")),
+    )
+    t.finish()
+    return section
+
+
+def _sensor(t: TableReader) -> SensorConfig:
+    sensor = SensorConfig(
+        name=t.string("name"),
+        dev_addr=t.string("dev_addr", pattern=DEVADDR_PATTERN,
+                          pattern_text="8 hex digits").lower(),
+        nwk_s_key=t.string("nwk_s_key", pattern=KEY_PATTERN, pattern_text="32 hex digits"),
+        app_s_key=t.string("app_s_key", pattern=KEY_PATTERN, pattern_text="32 hex digits"),
+        interval_s=t.number("interval_s", 10.0, low=0.01, high=86400.0),
+        kind=t.string("kind", "water_meter",
+                      choices=("water_meter", "bin_level", "air_quality", "energy")),
+        frequency_hz=t.integer("frequency_hz", None, low=100_000_000, high=1_000_000_000),
+        spreading_factor=t.integer("spreading_factor", 7, low=7, high=12),
+    )
+    t.finish()
+    return sensor
+
+
+def _mqtt(t: TableReader) -> MqttSection:
+    section = MqttSection(
+        server=t.string("server", "mqtt://127.0.0.1:1883",
+                        pattern=r"mqtts?://[^\s/:]+(:\d{1,5})?/?",
+                        pattern_text="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
+        topic_prefix=t.string("topic_prefix", "eu868", pattern=r"[^#+\s]*",
+                              pattern_text="a topic prefix without spaces, '#' or '+'").strip("/"),
+        marshaler=t.string("marshaler", "protobuf", choices=("protobuf", "json")),
+        username=t.string("username", None),
+        password=t.string("password", None),
+        ca_cert=t.path("ca_cert", None),
+        client_cert=t.path("client_cert", None),
+        client_key=t.path("client_key", None),
+        keepalive_s=t.integer("keepalive_s", 30, low=5, high=3600),
+        stats_interval_s=t.number("stats_interval_s", 30.0, low=1.0, high=3600.0),
+        max_inflight=t.integer("max_inflight", 100, low=1, high=10_000),
+    )
+    if (section.client_cert is None) != (section.client_key is None):
+        raise t.error("client_key", str(section.client_key),
+                      "client_cert and client_key go together")
+    t.finish()
+    return section
+
+
+def _buffer(t: TableReader) -> BufferSection:
+    section = BufferSection(
+        path=t.path("path", "/var/lib/lora-gateway/buffer.sqlite"),
+        commit_interval_s=t.number("commit_interval_s", 1.0, low=0.05, high=60.0),
+        max_size_mb=t.number("max_size_mb", 256.0, low=1.0, high=1_000_000.0),
+        max_age_days=t.number("max_age_days", 30.0, low=0.01, high=3650.0),
+        drain_rate_per_s=t.number("drain_rate_per_s", 200.0, low=0.0, high=1_000_000.0),
+        memory_max_records=t.integer("memory_max_records", 100_000, low=100, high=10_000_000),
+    )
+    t.finish()
+    return section
+
+
+def _forwarder(t: TableReader) -> ForwarderSection:
+    section = ForwarderSection(forward_crc_error=t.boolean("forward_crc_error", False))
+    t.finish()
+    return section
+
+
+def _log(t: TableReader) -> LogSection:
+    section = LogSection(
+        level=t.string("level", "info", choices=("debug", "info", "warning", "error")),
+        format=t.string("format", "auto", choices=("auto", "console", "keyvalue", "json")),
+    )
+    t.finish()
+    return section

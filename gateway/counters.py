@@ -1,0 +1,58 @@
+"""Counters the daemon keeps for stats, ``status`` and the closing log line."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hal.types import COUNTER_MODULO
+
+
+@dataclass(slots=True)
+class UplinkCounters:
+    """Radio-side counts since start; read by the stats publisher."""
+
+    rx_received: int = 0
+    rx_ok: int = 0
+    forwarded: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    per_frequency: Counter[int] = field(default_factory=Counter)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+
+class CounterEpoch:
+    """Counts wraps of the 32-bit µs counter from successive readings.
+
+    The context sent with each uplink carries this wrap count, so a downlink that
+    answers an uplink from an earlier wrap (a replayed, buffered frame) can be
+    recognised as stale instead of being scheduled ~71.6 minutes off.
+    Readings must come at least every half wrap (~35 min); the radio loop reads far
+    more often than that.
+    """
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self.wraps = 0
+
+    def observe(self, count_us: int) -> int:
+        if self._last is not None and count_us < self._last and (
+            self._last - count_us > COUNTER_MODULO // 2
+        ):
+            self.wraps += 1
+        if self._last is None or self._is_after(count_us, self._last):
+            self._last = count_us
+        return self.wraps
+
+    def wraps_for(self, count_us: int) -> int:
+        """Wrap count for a timestamp at or slightly before the latest reading."""
+        if self._last is not None and count_us > self._last and (
+            count_us - self._last > COUNTER_MODULO // 2
+        ):
+            return self.wraps - 1
+        return self.wraps
+
+    @staticmethod
+    def _is_after(a: int, b: int) -> bool:
+        return (a - b) % COUNTER_MODULO < COUNTER_MODULO // 2

@@ -1,0 +1,212 @@
+"""The daemon's wiring: one asyncio event loop, one radio thread, one SQLite thread.
+
+Start order matters: the store opens (and replays its backlog) before the radio
+starts, so nothing received can outrun what was kept from before; on stop the
+radio stops first, then the buffer persists everything unacknowledged, then the
+MQTT link says OFFLINE. SIGINT and SIGTERM both take that clean path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import structlog
+
+from buffer.uplink_buffer import BufferConfig, UplinkBuffer
+from gateway.clock import boot_id
+from gateway.config import Config
+from gateway.counters import UplinkCounters
+from gateway.inject import InjectRequest, InjectServer
+from gateway.radio_loop import RadioLoop
+from gateway.stats_publisher import StatsPublisher
+from gateway.virtual_sensors import VirtualSensors
+from hal.backends import open_emulated, open_sx1302
+from hal.emulator.chip import Sx1302Emulator
+from hal.errors import HalError
+from hal.interface import Concentrator
+from hal.types import EU868_DEFAULT_PLAN
+from packet_forwarder.mqtt_link import MqttLink, MqttSettings
+from packet_forwarder.topics import Topics
+from packet_forwarder.uplink_sink import MqttUplinkSink
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Radio:
+    concentrator: Concentrator
+    emulator: Sx1302Emulator | None
+
+
+def _open_radio(config: Config) -> _Radio:
+    c = config.concentrator
+    if c.backend == "emulator":
+        conc, emu = open_emulated(eui=bytes.fromhex(c.emulator.eui))
+        return _Radio(conc, emu)
+    return _Radio(open_sx1302(c.spi_device, c.board), None)
+
+
+def _mqtt_settings(config: Config, gateway_id: str) -> MqttSettings:
+    m = config.mqtt
+    return MqttSettings(
+        server=m.server,
+        username=m.username,
+        password=m.password,
+        ca_cert=m.ca_cert,
+        client_cert=m.client_cert,
+        client_key=m.client_key,
+        keepalive_s=m.keepalive_s,
+        client_id=gateway_id,
+        max_inflight=m.max_inflight,
+    )
+
+
+def _buffer_config(config: Config) -> BufferConfig:
+    b = config.buffer
+    return BufferConfig(
+        path=b.path,
+        commit_interval_s=b.commit_interval_s,
+        max_bytes=int(b.max_size_mb * 1024 * 1024),
+        max_age_s=b.max_age_days * 86400,
+        drain_rate_per_s=b.drain_rate_per_s,
+        memory_max_records=b.memory_max_records,
+    )
+
+
+class Daemon:
+    """Owns every long-lived object of a running gateway."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.counters = UplinkCounters()
+        self._stop = asyncio.Event()
+        self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        radio = await loop.run_in_executor(self._radio_executor, _open_radio, self.config)
+        conc = radio.concentrator
+        await loop.run_in_executor(self._radio_executor, conc.start, EU868_DEFAULT_PLAN)
+        eui = await loop.run_in_executor(self._radio_executor, conc.eui)
+        gateway_id = self.config.gateway.id or eui.hex()
+        session_id = random.getrandbits(32)
+        log.info("gateway_identity", backend=self.config.concentrator.backend,
+                 eui=eui.hex(), gateway_id=gateway_id, session=f"{session_id:08x}")
+
+        topics = Topics(self.config.mqtt.topic_prefix, gateway_id)
+        link = MqttLink(_mqtt_settings(self.config, gateway_id), topics,
+                        on_command=self._on_command, marshaler=self.config.mqtt.marshaler)
+        sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
+        buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id())
+        sink.ready_callback = buffer.sink_ready
+        await buffer.open()
+
+        extras = await self._start_emulator_inputs(radio.emulator)
+        radio_loop = RadioLoop(
+            conc, self._radio_executor, buffer.submit,
+            gateway_id=gateway_id, session_id=session_id,
+            poll_interval_s=self.config.concentrator.poll_interval_s,
+            forward_crc_error=self.config.forwarder.forward_crc_error,
+            counters=self.counters,
+            after_poll=extras.server.resume if extras.server else None,
+        )
+        stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
+                               interval_s=self.config.mqtt.stats_interval_s,
+                               marshaler=self.config.mqtt.marshaler)
+        radio_task = asyncio.create_task(radio_loop.run(), name="radio")
+        link_task = asyncio.create_task(link.run(), name="mqtt")
+        side_tasks = [asyncio.create_task(stats.run(), name="stats"), *extras.tasks]
+        log.info("gateway_running", gateway_id=gateway_id, mqtt=self.config.mqtt.server,
+                 buffer=str(self.config.buffer.path))
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            for task in side_tasks:
+                task.cancel()
+            radio_loop.stop()
+            await asyncio.gather(radio_task, *side_tasks, return_exceptions=True)
+            await self._drain_radio(radio_loop, extras)
+            await buffer.close()
+            await link.stop()
+            link_task.cancel()
+            await asyncio.gather(link_task, return_exceptions=True)
+            await loop.run_in_executor(self._radio_executor, conc.stop)
+            self._radio_executor.shutdown(wait=True)
+            log.info("stopped", received=self.counters.rx_received,
+                     forwarded=self.counters.forwarded, dropped=dict(self.counters.dropped))
+
+    @staticmethod
+    async def _drain_radio(radio_loop: RadioLoop, extras: _EmulatorInputs) -> None:
+        """Take in what was already received (chip buffer, inject socket) before stopping."""
+        if extras.server is not None:
+            extras.server.drain_socket()
+        while True:
+            try:
+                got = await radio_loop.poll_once()
+            except HalError as exc:
+                log.error("concentrator_receive_failed", error=str(exc))
+                break
+            if not got and (extras.server is None or not extras.server.pending()):
+                break
+        extras.close()
+
+    def _on_command(self, name: str, payload: bytes) -> None:
+        log.info("command_ignored", command=name, size=len(payload),
+                 reason="downlinks and configuration are not implemented yet")
+
+    async def _start_emulator_inputs(self, emulator: Sx1302Emulator | None) -> _EmulatorInputs:
+        inputs = _EmulatorInputs()
+        if emulator is None:
+            return inputs
+        settings = self.config.concentrator.emulator
+
+        def inject(req: InjectRequest) -> bool:
+            if not emulator.rx_fifo_has_room(len(req.phy_payload)):
+                return False  # the chip's buffer is full: keep it until the radio loop drains
+            emulator.inject(req.phy_payload, frequency_hz=req.frequency_hz, sf=req.sf,
+                            bw_hz=req.bw_hz, cr=req.cr, rssi_dbm=req.rssi_dbm,
+                            snr_db=req.snr_db, crc_ok=req.crc_ok)
+            return True
+
+        if settings.inject_socket is not None:
+            inputs.server = InjectServer(settings.inject_socket, inject)
+            await inputs.server.start()
+        if settings.sensors:
+            sensors = VirtualSensors(settings.sensors, emulator)
+            inputs.sensors = sensors
+            inputs.tasks.append(asyncio.create_task(sensors.run(), name="sensors"))
+        return inputs
+
+
+@dataclass
+class _EmulatorInputs:
+    server: InjectServer | None = None
+    sensors: VirtualSensors | None = None
+
+    def __post_init__(self) -> None:
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        if self.sensors is not None:
+            self.sensors.stop()
+
+
+def run_daemon(config: Config) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit code."""
+    daemon = Daemon(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(daemon.run())
+    return 0

@@ -1,0 +1,128 @@
+"""The uplink half of the daemon: poll the concentrator, turn packets into buffered uplinks.
+
+SPI I/O is blocking, so every concentrator call runs on the one radio thread
+(``radio_executor``); this coroutine only awaits it and does the cheap work of
+building the ChirpStack message and handing it to the buffer on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import structlog
+
+from gateway.clock import boottime_ns, clock_synchronised
+from gateway.counters import CounterEpoch, UplinkCounters
+from hal.errors import HalError
+from hal.interface import Concentrator
+from hal.types import CrcStatus, RxPacket
+from packet_forwarder.chirpstack import build_uplink_frame, make_context
+from packet_forwarder.lorawan import device_key
+
+log = structlog.get_logger(__name__)
+
+Submit = Callable[..., int]
+
+CLOCK_CHECK_INTERVAL_S = 10.0
+PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
+
+
+class RadioLoop:
+    """Receives from the concentrator and submits uplinks to the buffer in arrival order."""
+
+    def __init__(
+        self,
+        concentrator: Concentrator,
+        radio_executor: Executor,
+        submit: Submit,
+        *,
+        gateway_id: str,
+        session_id: int,
+        poll_interval_s: float,
+        forward_crc_error: bool,
+        counters: UplinkCounters,
+        after_poll: Callable[[], None] | None = None,
+    ) -> None:
+        self._conc = concentrator
+        self._executor = radio_executor
+        self._submit = submit
+        self._gateway_id = gateway_id
+        self._session_id = session_id
+        self._poll_interval_s = poll_interval_s
+        self._forward_crc_error = forward_crc_error
+        self.counters = counters
+        self._after_poll = after_poll
+        self.epoch = CounterEpoch()
+        self._next_uplink_id = random.getrandbits(32)
+        self._synced = clock_synchronised()
+        self._synced_checked = time.monotonic()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                received = await self.poll_once()
+            except HalError as exc:
+                log.error("concentrator_receive_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not received:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._poll_interval_s)
+
+    async def poll_once(self) -> int:
+        """Fetch what the chip holds and submit it; returns how many packets came."""
+        loop = asyncio.get_running_loop()
+        packets = await loop.run_in_executor(self._executor, self._conc.receive)
+        for packet in packets:
+            self._handle(packet)
+        if self._after_poll is not None:
+            self._after_poll()
+        return len(packets)
+
+    def _clock_synced(self) -> bool:
+        now = time.monotonic()
+        if now - self._synced_checked > CLOCK_CHECK_INTERVAL_S:
+            synced = clock_synchronised()
+            if synced and not self._synced:
+                log.info("clock_synchronised")
+            self._synced, self._synced_checked = synced, now
+        return self._synced
+
+    def _handle(self, packet: RxPacket) -> None:
+        self.counters.rx_received += 1
+        self.counters.per_frequency[packet.frequency_hz] += 1
+        if packet.crc_status is CrcStatus.CRC_OK:
+            self.counters.rx_ok += 1
+        elif not self._forward_crc_error:
+            self.counters.drop("bad_crc" if packet.crc_status is CrcStatus.BAD_CRC else "no_crc")
+            return
+        wraps = self.epoch.observe(packet.count_us)
+        received_ns = time.time_ns()
+        synced = self._clock_synced()
+        plausible = synced or received_ns >= PLAUSIBLE_EPOCH_NS
+        uplink_id = self._next_uplink_id
+        self._next_uplink_id = (uplink_id + 1) & 0xFFFFFFFF
+        frame = build_uplink_frame(
+            packet,
+            gateway_id=self._gateway_id,
+            uplink_id=uplink_id,
+            gw_time_ns=received_ns if plausible else None,
+            context=make_context(packet.count_us, self._session_id, wraps),
+        )
+        self._submit(
+            device_key(packet.payload),
+            frame.SerializeToString(),
+            received_ns=received_ns,
+            monotonic_ns=boottime_ns(),
+            clock_synced=synced,
+        )
+        self.counters.forwarded += 1

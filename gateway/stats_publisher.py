@@ -1,0 +1,66 @@
+"""Periodic ``event/stats``: ChirpStack counts a gateway as online only while these arrive.
+
+Stats are a snapshot, not history: when the link is down the snapshot is simply
+skipped (never buffered), and the next one carries the up-to-date counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import structlog
+from chirpstack_api.gw import gw_pb2
+
+from gateway import __version__
+from gateway.counters import UplinkCounters
+from packet_forwarder.chirpstack import marshal
+from packet_forwarder.mqtt_link import MqttLink
+from packet_forwarder.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class _HasStats(Protocol):
+    def stats(self) -> object: ...
+
+
+def build_stats(
+    gateway_id: str, counters: UplinkCounters, buffer_stats: object
+) -> gw_pb2.GatewayStats:
+    msg = gw_pb2.GatewayStats()
+    msg.gateway_id = gateway_id
+    msg.time.FromNanoseconds(time.time_ns())
+    msg.rx_packets_received = counters.rx_received
+    msg.rx_packets_received_ok = counters.rx_ok
+    for freq, n in counters.per_frequency.items():
+        msg.rx_packets_per_frequency[freq] = n
+    msg.metadata["software"] = f"lora-gateway {__version__}"
+    for name in ("depth", "oldest_age_s", "dropped_total"):
+        value = getattr(buffer_stats, name, None)
+        if value is not None:
+            text = f"{value:.0f}" if isinstance(value, float) else str(value)
+            msg.metadata[f"buffer_{name}"] = text
+    for reason, n in sorted(counters.dropped.items()):
+        msg.metadata[f"drop_{reason}"] = str(n)
+    return msg
+
+
+class StatsPublisher:
+    def __init__(self, link: MqttLink, topics: Topics, gateway_id: str, counters: UplinkCounters,
+                 buffer: _HasStats, *, interval_s: float, marshaler: str) -> None:
+        self._link = link
+        self._topic = topics.event("stats")
+        self._gateway_id = gateway_id
+        self._counters = counters
+        self._buffer = buffer
+        self._interval_s = interval_s
+        self._marshaler = marshaler
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            msg = build_stats(self._gateway_id, self._counters, self._buffer.stats())
+            if not self._link.publish(self._topic, marshal(msg, self._marshaler), qos=0):
+                log.debug("stats_skipped", reason="backhaul down")

@@ -1,0 +1,339 @@
+"""``Sx1302Emulator``: an SX1302 with two SX1250s, behind the :class:`SpiTransport` protocol.
+
+It decodes the same SPI frames a chip would (mux byte, write flag, dummy byte,
+bursts, FIFO reads at a fixed address), keeps a register file with the chip's reset
+values, answers radio commands through the mux, and fills its RX buffer with
+records in the chip's own format when a test or the demo "transmits" a packet
+with :meth:`Sx1302Emulator.inject`. Its 32 MHz counter runs on an injectable
+clock, so tests control time.
+
+``inject`` is called from other threads than ``transfer``; one lock guards all
+state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from hal.emulator.radio import RadioEmulator
+from hal.emulator.records import RecordFields, encode_record
+from hal.emulator.transmit import TRIGGER_BITS, TxChainEmulator, TxLogEntry
+from hal.plan import reg_to_if
+from hal.registers import (
+    FIELDS,
+    IF_FREQ_FSK,
+    IF_FREQ_MULTI_SF,
+    IF_FREQ_SERVICE,
+    RX_FIFO_ADDR,
+    RX_NB_BYTES_MSB,
+    TIMESTAMP_BLOCK,
+    TX_BASE,
+    TX_PAYLOAD_ADDR,
+    reset_bytes,
+)
+from hal.rx_record import MIN_RECORD
+from hal.spi import MUX_RADIO_A, MUX_RADIO_B, MUX_SX1302, WRITE_FLAG
+from hal.timing import BW_CODES, BW_FROM_CODE, CR_CODES, decoder_delay_us
+from hardware.board import BoardProfile, get_board
+
+log = structlog.get_logger(__name__)
+
+TICK_HZ = 32_000_000
+TICKS_PER_US = 32
+COUNTER_TICKS = 1 << 32
+FIFO_CAPACITY = 4096
+DEFAULT_EUI = bytes.fromhex("0016c001ff1e0001")
+OTP_SIZE = 256
+OTP_MODEL_ID = 0xD0
+MODEL_SX1302 = 0x00
+MEMORY_SIZE = 0x8000
+FREQ_OFFSET_LSB_125K_HZ = 125_000 * 32 / (1 << 6) / (1 << 19)
+SERVICE_MODEM_ID = 16
+RF_EN = (0x5783, 0x5784)  # bit 3 radio reset (active low), bit 2 radio enable
+TX_FSM_STATUS_OFFSET = 17
+OTP_ADDR, OTP_DATA = 0x6180, 0x6181
+COMMON_GEN = 0x5605
+
+_READ_ONLY = frozenset(
+    f.address for f in FIELDS.values()
+    if all(g.read_only for g in FIELDS.values() if g.address == f.address))
+
+
+class Sx1302Emulator:
+    """An emulated concentrator; see the module docstring. Fault switches are plain attributes."""
+
+    def __init__(self, *, eui: bytes = DEFAULT_EUI, clock: Callable[[], float] = time.monotonic,
+                 counter_start_ticks: int = 0, board: BoardProfile | None = None,
+                 record_transcript: bool = False, fifo_capacity: int = FIFO_CAPACITY) -> None:
+        if len(eui) != 8:
+            raise ValueError("the EUI is 8 bytes")
+        if not 0 <= counter_start_ticks < COUNTER_TICKS:
+            raise ValueError("counter_start_ticks must fit the 32-bit counter")
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._t0 = clock()
+        self._start_ticks = counter_start_ticks
+        self.board = board if board is not None else get_board("corecell")
+        self._mem = bytearray(MEMORY_SIZE)
+        for address, value in reset_bytes().items():
+            self._mem[address] = value
+        self._otp = bytearray(OTP_SIZE)
+        self._otp[0:8] = eui
+        self._otp[OTP_MODEL_ID] = MODEL_SX1302
+        self._fifo = bytearray()
+        self.fifo_capacity = fifo_capacity
+        self.fifo_overflows = 0
+        self.radios = (RadioEmulator(), RadioEmulator())
+        self._tx = (TxChainEmulator(0, self.board), TxChainEmulator(1, self.board))
+        self.tx_log: list[TxLogEntry] = []
+        self._pps_ticks = 0
+        self._modem_rr = 0
+        self.transcript: list[tuple[bytes, bytes]] | None = [] if record_transcript else None
+        # fault modes
+        self.no_answer = False
+        self._corrupt_next = False
+        self._truncate_next = False
+
+    # --- time ----------------------------------------------------------------------------------
+    def ticks(self) -> int:
+        """Unwrapped 32 MHz ticks since the counter started (the chip shows them mod 2^32)."""
+        with self._lock:
+            return int((self._clock() - self._t0) * TICK_HZ) + self._start_ticks
+
+    def counter_us(self) -> int:
+        """The 32-bit µs count a driver that has kept up with every wrap would report."""
+        return (self.ticks() // TICKS_PER_US) % COUNTER_TICKS
+
+    def pps(self) -> None:
+        """A GPS PPS edge: latch the counter and fire any TX armed on PPS."""
+        with self._lock:
+            now = self.ticks()
+            self._pps_ticks = now % COUNTER_TICKS
+            for chain in self._tx:
+                entry = chain.pps(now)
+                if entry is not None:
+                    self.tx_log.append(entry)
+
+    # --- fault switches --------------------------------------------------------------------------
+    def corrupt_next_record(self) -> None:
+        """The next injected record gets a payload byte flipped after its checksum is computed."""
+        with self._lock:
+            self._corrupt_next = True
+
+    def truncate_next_record(self) -> None:
+        """The next injected record loses its last bytes (a partial write into the buffer)."""
+        with self._lock:
+            self._truncate_next = True
+
+    @property
+    def stuck_tx(self) -> bool:
+        return self._tx[0].stuck
+
+    @stuck_tx.setter
+    def stuck_tx(self, value: bool) -> None:
+        with self._lock:
+            for chain in self._tx:
+                chain.stuck = value
+
+    # --- SPI -----------------------------------------------------------------------------------
+    def transfer(self, data: bytes) -> bytes:
+        with self._lock:
+            reply = bytes(len(data)) if self.no_answer else self._transfer(bytes(data))
+            if self.transcript is not None:
+                self.transcript.append((bytes(data), reply))
+            return reply
+
+    def close(self) -> None:
+        """Nothing to release; present for the transport protocol."""
+
+    def _transfer(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        if data[0] in (MUX_RADIO_A, MUX_RADIO_B):
+            return self.radios[data[0] - MUX_RADIO_A].transfer(data)
+        if data[0] != MUX_SX1302 or len(data) < 3:
+            return bytes(len(data))
+        address = ((data[1] & 0x7F) << 8) | data[2]
+        now = self.ticks()
+        if data[1] & WRITE_FLAG:
+            for i, value in enumerate(data[3:]):
+                self._write_byte(address + i, value, now)
+            return bytes(len(data))
+        count = len(data) - 4
+        if count <= 0:
+            return bytes(len(data))
+        if address == RX_FIFO_ADDR:
+            values = self._pop_fifo(count)
+        else:
+            values = bytes(self._read_byte(address + i, now) for i in range(count))
+        return bytes(4) + values
+
+    def _pop_fifo(self, count: int) -> bytes:
+        out = bytes(self._fifo[:count])
+        del self._fifo[:count]
+        return out + bytes(count - len(out))
+
+    def _read_byte(self, address: int, now: int) -> int:
+        if address >= MEMORY_SIZE:
+            return 0
+        if TIMESTAMP_BLOCK <= address < TIMESTAMP_BLOCK + 8:
+            block = self._pps_ticks.to_bytes(4, "big") + (now % COUNTER_TICKS).to_bytes(4, "big")
+            return block[address - TIMESTAMP_BLOCK]
+        if address == RX_NB_BYTES_MSB:
+            return (len(self._fifo) >> 8) & 0x1F
+        if address == RX_NB_BYTES_MSB + 1:
+            return len(self._fifo) & 0xFF
+        if address == OTP_DATA:
+            return self._otp[self._mem[OTP_ADDR]]
+        for chain, base in enumerate(TX_BASE):
+            if address == base + TX_FSM_STATUS_OFFSET:
+                return self._tx[chain].status(now)
+        return self._mem[address]
+
+    def _write_byte(self, address: int, value: int, now: int) -> None:
+        if address >= MEMORY_SIZE or address in _READ_ONLY:
+            return
+        for chain, base in enumerate(TX_PAYLOAD_ADDR):
+            if base <= address < base + 0x100 and not self._mem[TX_BASE[chain] + 7] & 1:
+                return  # the TX buffer only takes data between WRITE_BUFFER=1 and 0
+        previous = self._mem[address]
+        self._mem[address] = value
+        if address in RF_EN:
+            self._update_radio(RF_EN.index(address), value)
+        for chain, base in enumerate(TX_BASE):
+            if address == base:
+                self._trigger(chain, previous, value, now)
+
+    def _update_radio(self, rf: int, value: int) -> None:
+        radio = self.radios[rf]
+        running = bool(value & 0x04) and bool(value & 0x08)
+        if not value & 0x08:
+            radio.reset()
+        radio.enabled = running
+
+    def _trigger(self, chain: int, previous: int, value: int, now: int) -> None:
+        for bit, timing in TRIGGER_BITS.items():
+            rose = value >> bit & 1 and not previous >> bit & 1
+            fell = previous >> bit & 1 and not value >> bit & 1
+            if fell:
+                self._tx[chain].cancel(now)
+            if rose:
+                entry = self._tx[chain].arm(self._mem, timing, now)
+                if entry is not None:
+                    self.tx_log.append(entry)
+                    log.debug("emulator_tx", chain=chain, count_us=entry.start_count_us)
+
+    # --- what the driver configured --------------------------------------------------------------
+    def _if_hz(self, address: int) -> float:
+        return reg_to_if(((self._mem[address] & 0x1F) << 8) | self._mem[address + 1])
+
+    def radio_centres_hz(self) -> tuple[float | None, float | None]:
+        with self._lock:
+            return self.radios[0].centre_hz, self.radios[1].centre_hz
+
+    def channel_frequencies(self) -> dict[int, float]:
+        """Frequency of every enabled IF chain, from the radio and IF registers."""
+        with self._lock:
+            out: dict[int, float] = {}
+            for index, address, radio in self._chains():
+                centre = self.radios[radio].centre_hz
+                if centre is not None:
+                    out[index] = centre + self._if_hz(address)
+            return out
+
+    def _chains(self) -> list[tuple[int, int, int]]:
+        """(IF chain, IF register address, radio) of every enabled receive chain."""
+        gen = self._mem[COMMON_GEN]
+        chains: list[tuple[int, int, int]] = []
+        if not gen & 0x08:
+            return chains
+        if gen & 0x02:
+            enabled, select = self._mem[0x5821], self._mem[0x5810]
+            chains += [(i, IF_FREQ_MULTI_SF + 2 * i, select >> i & 1)
+                       for i in range(8) if enabled >> i & 1]
+        if gen & 0x01 and self._mem[0x5B22] & 0x08:
+            chains.append((8, IF_FREQ_SERVICE, self._mem[0x5B02] & 1))
+        if gen & 0x04:
+            chains.append((9, IF_FREQ_FSK, self._mem[0x5B54] >> 1 & 1))
+        return chains
+
+    def _listens(self, index: int, sf: int, bw_hz: int) -> bool:
+        if index < 8:
+            return bw_hz == 125_000 and bool(self._mem[0x5822] >> (sf - 5) & 1)
+        if index == 8:
+            svc = self._mem[0x5B21]
+            return BW_FROM_CODE.get(svc >> 4) == bw_hz and svc & 0x0F == sf
+        return False  # FSK frames are not injected
+
+    def _match_chain(self, frequency_hz: int, sf: int, bw_hz: int) -> tuple[int, float] | None:
+        """The IF chain that would demodulate this frame, and that chain's frequency."""
+        for index, address, radio in self._chains():
+            centre = self.radios[radio].centre_hz
+            if centre is None or not self._listens(index, sf, bw_hz):
+                continue
+            channel = centre + self._if_hz(address)
+            if abs(frequency_hz - channel) <= bw_hz / 4:
+                return index, channel
+        return None
+
+    # --- the air ---------------------------------------------------------------------------------
+    def rx_fifo_has_room(self, payload_len: int) -> bool:
+        with self._lock:
+            return len(self._fifo) + MIN_RECORD + payload_len <= self.fifo_capacity
+
+    def inject(self, payload: bytes, *, frequency_hz: int, sf: int, bw_hz: int, cr: str = "4/5",
+               rssi_dbm: float, snr_db: float, crc_ok: bool = True) -> int | None:
+        """A LoRa frame arriving now; returns its end-of-frame counter µs, or None if unheard.
+
+        The chip stamps a frame when its decoder finishes, a model-computed delay after
+        the frame ends on air; the returned value is the end of the frame, which is
+        what the driver reports after removing that delay. None means no enabled
+        channel matches (frequency, SF, bandwidth) or the RX buffer is full.
+        """
+        if not 5 <= sf <= 12 or bw_hz not in BW_CODES or cr not in CR_CODES:
+            raise ValueError(f"not a LoRa frame the SX1302 receives: SF{sf} {bw_hz} Hz {cr}")
+        if len(payload) > 255:
+            raise ValueError("payload longer than 255 bytes")
+        with self._lock:
+            match = self._match_chain(frequency_hz, sf, bw_hz)
+            if match is None:
+                return None
+            index, channel = match
+            now = self.ticks()
+            record = encode_record(RecordFields(
+                payload=bytes(payload), if_chain=index, spreading_factor=sf,
+                coding_rate=CR_CODES[cr], modem_id=self._modem_for(index, sf),
+                timestamp_ticks=now, rssi_raw=round(rssi_dbm - self.board.rssi_offset_db),
+                snr_raw=round(snr_db * 4), crc_ok=crc_ok,
+                freq_offset_raw=round((frequency_hz - channel)
+                                      / (FREQ_OFFSET_LSB_125K_HZ * bw_hz / 125_000)),
+            ))
+            record = self._apply_faults(record)
+            if len(self._fifo) + len(record) > self.fifo_capacity:
+                self.fifo_overflows += 1
+                log.warning("emulator_rx_fifo_overflow", dropped_payload=len(payload))
+                return None
+            self._fifo += record
+            delay = decoder_delay_us(sf, bw_hz, CR_CODES[cr], len(payload), True)
+            return (now // TICKS_PER_US - delay) % COUNTER_TICKS
+
+    def _modem_for(self, index: int, sf: int) -> int:
+        if index == 8:
+            return SERVICE_MODEM_ID
+        self._modem_rr = (self._modem_rr + 1) % 16
+        return self._modem_rr % 8 if sf >= 11 else self._modem_rr  # SF11/12: first 8 only
+
+    def _apply_faults(self, record: bytes) -> bytes:
+        if self._corrupt_next:
+            self._corrupt_next = False
+            flipped = bytearray(record)
+            flipped[9 if record[2] else 3] ^= 0x01
+            return bytes(flipped)
+        if self._truncate_next:
+            self._truncate_next = False
+            return record[: max(3, len(record) - 5)]
+        return record

@@ -1,0 +1,175 @@
+"""ChirpStack v4 gateway messages: building, encoding and decoding them.
+
+Pure functions over the ``chirpstack_api.gw`` protobuf classes, so the MQTT
+adapter only moves bytes. Two rules shape this module:
+
+* ``tx_info`` must serialise exactly like other ChirpStack gateways' for the same
+  frame, because the server de-duplicates across gateways on those bytes; so it
+  carries frequency and modulation parameters and nothing else.
+* the server accepts protobuf or protobuf's JSON mapping and tells them apart by
+  the text ``gatewayId``; we encode and decode by the same rule.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Final, NamedTuple, TypeVar
+
+from chirpstack_api.gw import gw_pb2
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from hal.types import CrcStatus, Modulation, RxPacket
+
+PROTOBUF: Final = "protobuf"
+JSON: Final = "json"
+MARSHALERS: Final = (PROTOBUF, JSON)
+
+_U32_MAX = 0xFFFFFFFF
+_CONTEXT = struct.Struct(">III")
+_JSON_MARKER = b"gatewayId"
+
+_CODE_RATES: Final = {
+    "4/5": gw_pb2.CodeRate.CR_4_5,
+    "4/6": gw_pb2.CodeRate.CR_4_6,
+    "4/7": gw_pb2.CodeRate.CR_4_7,
+    "4/8": gw_pb2.CodeRate.CR_4_8,
+}
+_CRC_STATUS: Final = {
+    CrcStatus.NO_CRC: gw_pb2.CRCStatus.NO_CRC,
+    CrcStatus.BAD_CRC: gw_pb2.CRCStatus.BAD_CRC,
+    CrcStatus.CRC_OK: gw_pb2.CRCStatus.CRC_OK,
+}
+
+M = TypeVar("M", bound=Message)
+
+
+class MessageDecodeError(ValueError):
+    """A payload is neither a valid protobuf nor a valid JSON encoding of the expected message."""
+
+
+class UnknownMarshalerError(ValueError):
+    """The configured marshaler is not ``protobuf`` or ``json``."""
+
+
+class Context(NamedTuple):
+    """What the gateway packs into ``rx_info.context`` and gets back in downlinks."""
+
+    count_us: int
+    session_id: int
+    wraps: int
+
+
+def make_context(count_us: int, session_id: int, wraps: int) -> bytes:
+    """12 bytes: counter, session id, wrap count (each u32 big-endian).
+
+    The counter comes first so a server or tool that reads the first four bytes,
+    as with other ChirpStack gateways, still sees the concentrator time. The
+    session id and wrap count let a downlink answering a replayed (stale) uplink be
+    recognised: the 32-bit counter alone repeats every ~71.6 minutes.
+    """
+    for name, value in (("count_us", count_us), ("session_id", session_id), ("wraps", wraps)):
+        if not 0 <= value <= _U32_MAX:
+            raise ValueError(f"{name}={value} does not fit in 32 bits")
+    return _CONTEXT.pack(count_us, session_id, wraps)
+
+
+def parse_context(context: bytes) -> Context | None:
+    """The fields of a context this gateway made, None for any other length."""
+    if len(context) != _CONTEXT.size:
+        return None
+    return Context(*_CONTEXT.unpack(context))
+
+
+def build_uplink_frame(
+    rx: RxPacket, *, gateway_id: str, uplink_id: int, gw_time_ns: int | None, context: bytes,
+) -> gw_pb2.UplinkFrame:
+    """The ``UplinkFrame`` for one received packet; ``gw_time_ns`` None leaves gw_time out."""
+    frame = gw_pb2.UplinkFrame(phy_payload=rx.payload)
+    frame.tx_info.CopyFrom(_tx_info(rx))
+    info = frame.rx_info
+    info.gateway_id = gateway_id
+    info.uplink_id = uplink_id & _U32_MAX
+    if gw_time_ns is not None:
+        info.gw_time.FromNanoseconds(gw_time_ns)
+    info.rssi = round(rx.rssi_dbm)
+    info.snr = rx.snr_db
+    info.channel = rx.if_chain
+    info.rf_chain = rx.rf_chain
+    info.crc_status = _CRC_STATUS[rx.crc_status]
+    info.context = context
+    return frame
+
+
+def _tx_info(rx: RxPacket) -> gw_pb2.UplinkTxInfo:
+    """Frequency and modulation only: see the module docstring on de-duplication."""
+    tx = gw_pb2.UplinkTxInfo(frequency=rx.frequency_hz)
+    if rx.modulation is Modulation.LORA:
+        tx.modulation.lora.bandwidth = rx.bandwidth_hz
+        tx.modulation.lora.spreading_factor = rx.spreading_factor
+        tx.modulation.lora.code_rate = _CODE_RATES.get(rx.code_rate, gw_pb2.CodeRate.CR_UNDEFINED)
+    else:
+        tx.modulation.fsk.datarate = rx.datarate_bps
+    return tx
+
+
+def conn_state(gateway_id: str, online: bool) -> gw_pb2.ConnState:
+    """The retained ``state/conn`` message (also the last will, with ``online`` False)."""
+    state = gw_pb2.ConnState.State.ONLINE if online else gw_pb2.ConnState.State.OFFLINE
+    return gw_pb2.ConnState(gateway_id=gateway_id, state=state)
+
+
+def marshal(msg: Message, marshaler: str) -> bytes:
+    """Encode as protobuf, or as protobuf's standard JSON mapping (camelCase) for ``json``."""
+    if marshaler == PROTOBUF:
+        return msg.SerializeToString()
+    if marshaler == JSON:
+        return json.dumps(json_format.MessageToDict(msg), separators=(",", ":")).encode()
+    raise UnknownMarshalerError(f"unknown marshaler {marshaler!r}, expected one of {MARSHALERS}")
+
+
+def unmarshal(payload: bytes, cls: type[M]) -> M:
+    """Decode either encoding, telling them apart the way the ChirpStack server does.
+
+    Any failure (bad protobuf, bad JSON, unknown JSON field, bad UTF-8) becomes
+    ``MessageDecodeError`` so callers handle one exception type.
+    """
+    msg = cls()
+    try:
+        if _JSON_MARKER in payload:
+            json_format.Parse(payload.decode("utf-8"), msg)
+        else:
+            msg.ParseFromString(payload)
+    except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+        raise MessageDecodeError(f"cannot decode {cls.__name__}: {exc}") from exc
+    except RecursionError as exc:  # deeply nested input
+        raise MessageDecodeError(f"cannot decode {cls.__name__}: nested too deeply") from exc
+    return msg
+
+
+def from_protobuf(payload: bytes, cls: type[M]) -> M:
+    """Decode a payload known to be protobuf (e.g. a stored body), whatever bytes it holds."""
+    msg = cls()
+    try:
+        msg.ParseFromString(payload)
+    except (DecodeError, RecursionError) as exc:
+        raise MessageDecodeError(f"cannot decode {cls.__name__}: {exc}") from exc
+    return msg
+
+
+def with_replay_metadata(body: bytes, hold_ms: int, clock_synced: bool) -> bytes:
+    """A stored protobuf ``UplinkFrame`` marked as replayed from the buffer.
+
+    The server hands ``rx_info.metadata`` to applications, so they can tell a late
+    frame from a live one and how late it is; ``clock_synced=false`` warns that
+    ``gw_time`` came from an unsynchronised clock.
+    """
+    frame = from_protobuf(body, gw_pb2.UplinkFrame)
+    metadata = frame.rx_info.metadata
+    metadata["buffered"] = "true"
+    metadata["hold_ms"] = str(hold_ms)
+    if not clock_synced:
+        metadata["clock_synced"] = "false"
+    serialised: bytes = frame.SerializeToString()
+    return serialised

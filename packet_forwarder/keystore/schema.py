@@ -1,0 +1,62 @@
+"""Numbered schema migrations of the key store, tracked in ``PRAGMA user_version``.
+
+Adding version 2 means appending one function to ``MIGRATIONS``; each step commits with
+its version bump, so a crash mid-way resumes from the last finished step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from packet_forwarder.keystore.errors import StoreDamagedError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    """Sessions (one per DevEUI, indexed by DevAddr for the shared-address lookup), root
+    keys, and a small key/value table (key check, clean-shutdown flag, sync sequence)."""
+    conn.execute(
+        """CREATE TABLE sessions (
+            dev_eui TEXT PRIMARY KEY,
+            dev_addr TEXT NOT NULL,
+            mac_version TEXT NOT NULL,
+            key_id BLOB NOT NULL,
+            secrets BLOB NOT NULL,
+            last_fcnt INTEGER,
+            updated_ns INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX sessions_dev_addr ON sessions (dev_addr)")
+    conn.execute(
+        """CREATE TABLE root_keys (
+            dev_eui TEXT PRIMARY KEY,
+            mac_version TEXT NOT NULL,
+            join_eui TEXT,
+            secrets BLOB NOT NULL,
+            updated_ns INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1,)
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the schema to ``len(migrations)``; refuse a file from a newer version."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    target = len(migrations)
+    if current > target:
+        raise StoreDamagedError(f"key store schema version {current} is newer than {target}")
+    for version in range(current, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[version](conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return target

@@ -1,0 +1,82 @@
+"""The buffer's way out: publish stored uplinks on ``event/up`` through the MQTT link.
+
+The buffer stores each uplink as a serialised protobuf ``UplinkFrame``; this
+adapter adds the replay metadata to held-back ones, re-encodes for the
+configured marshaler and publishes with QoS 1 so that only the broker's PUBACK
+lets the buffer forget a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from chirpstack_api.gw import gw_pb2
+
+from buffer.types import AckCallback, Delivery
+from packet_forwarder.chirpstack import (
+    JSON,
+    PROTOBUF,
+    MessageDecodeError,
+    UnknownMarshalerError,
+    from_protobuf,
+    marshal,
+    with_replay_metadata,
+)
+from packet_forwarder.mqtt_link import MqttLink
+from packet_forwarder.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+
+class MqttUplinkSink:
+    """``buffer.types.UplinkSink`` over an ``MqttLink``.
+
+    Set ``ready_callback`` (the buffer's ``sink_ready``) to be told when sending
+    becomes possible again: after a connect and when in-flight slots free up.
+    """
+
+    def __init__(self, link: MqttLink, topics: Topics, marshaler: str = PROTOBUF) -> None:
+        if marshaler not in (PROTOBUF, JSON):
+            raise UnknownMarshalerError(f"unknown marshaler {marshaler!r}")
+        self._link = link
+        self._topic = topics.event("up")
+        self._marshaler = marshaler
+        self.ready_callback: Callable[[], None] | None = None
+        self.undecodable = 0
+        """Stored bodies that were not UplinkFrames (reported failed, counted)."""
+        link.add_ready_listener(self._on_link_ready)
+
+    def can_send(self) -> bool:
+        return self._link.can_publish()
+
+    def send(self, delivery: Delivery, on_result: AckCallback) -> None:
+        """Publish one record; ``on_result`` is called exactly once, on the loop thread.
+
+        A refused publish (link down or window full in between) and a body that
+        does not decode both report False; the buffer keeps the record.
+        """
+        try:
+            payload = self._encode(delivery)
+        except MessageDecodeError as exc:
+            self.undecodable += 1
+            log.error("uplink_undecodable", seq=delivery.record.seq, error=str(exc))
+            asyncio.get_running_loop().call_soon(on_result, False)
+            return
+        if not self._link.publish(self._topic, payload, qos=1, on_result=on_result):
+            # "later", as the protocol promises: never re-enter the buffer from send()
+            asyncio.get_running_loop().call_soon(on_result, False)
+
+    def _encode(self, delivery: Delivery) -> bytes:
+        record = delivery.record
+        body = record.body
+        if delivery.replayed:
+            body = with_replay_metadata(body, delivery.hold_ms, record.clock_synced)
+        if self._marshaler == PROTOBUF:
+            return body
+        return marshal(from_protobuf(body, gw_pb2.UplinkFrame), self._marshaler)
+
+    def _on_link_ready(self) -> None:
+        if self.ready_callback is not None:
+            self.ready_callback()

@@ -1,0 +1,134 @@
+"""Region data files: every region loads, its facts are self-consistent, plans fit the chip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hal.plan import resolve_plan
+from hal.types import EU868_DEFAULT_PLAN, Modulation
+from packet_forwarder.regions import (
+    RegionError,
+    RegionPlanError,
+    available_regions,
+    load_region,
+    parse_region,
+)
+
+REQUIRED = {"EU868", "US915", "AU915", "AS923-1", "AS923-2", "AS923-3", "AS923-4", "IN865", "KR920"}
+
+
+def test_every_required_region_is_shipped() -> None:
+    assert set(available_regions()) >= REQUIRED
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_region_loads_and_its_default_plan_fits_the_radios(name: str) -> None:
+    region = load_region(name.lower())
+    assert region.name == name
+    assert "RP002" in region.source
+    layout = resolve_plan(region.default_channel_plan())
+    assert layout.chains
+    rx2_dr = region.data_rate(region.rx2.data_rate)
+    assert rx2_dr is not None and rx2_dr.downlink
+    assert region.downlink_frequency_ok(region.rx2.frequency_hz)
+
+
+def test_eu868_default_plan_is_the_hal_default() -> None:
+    assert load_region("EU868").default_channel_plan() == EU868_DEFAULT_PLAN
+
+
+def test_us915_sub_band_choice() -> None:
+    us = load_region("US915")
+    plan = us.default_channel_plan(sub_band=2)
+    assert [c.frequency_hz for c in plan.multi_sf] == [903_900_000 + i * 200_000 for i in range(8)]
+    assert plan.lora_service is not None and plan.lora_service.frequency_hz == 904_600_000
+    assert plan.lora_service.bandwidth_hz == 500_000
+    first = us.default_channel_plan(sub_band=1)
+    assert first.multi_sf[0].frequency_hz == 902_300_000
+    with pytest.raises(RegionPlanError):
+        us.default_channel_plan(sub_band=9)
+    with pytest.raises(RegionPlanError):
+        load_region("EU868").default_channel_plan(sub_band=2)
+
+
+def test_au915_default_sub_band_two() -> None:
+    plan = load_region("AU915").default_channel_plan()
+    assert plan.multi_sf[0].frequency_hz == 916_800_000
+    assert plan.lora_service is not None and plan.lora_service.frequency_hz == 917_500_000
+
+
+def test_as923_groups_are_offsets_of_group_one() -> None:
+    base = load_region("AS923-1").rx2.frequency_hz
+    offsets = {"AS923-2": -1_800_000, "AS923-3": -6_600_000, "AS923-4": -5_900_000}
+    for name, offset in offsets.items():
+        assert load_region(name).rx2.frequency_hz == base + offset
+
+
+@pytest.mark.parametrize(("name", "freq", "ok"), [
+    ("EU868", 869_525_000, True),
+    ("EU868", 868_100_000, True),
+    ("EU868", 868_650_000, False),   # gap between ETSI sub-bands
+    ("EU868", 862_000_000, False),
+    ("US915", 923_900_000, True),
+    ("US915", 923_400_000, False),   # off the 600 kHz downlink grid
+    ("US915", 902_300_000, False),   # uplink-only channel
+    ("KR920", 923_300_000, True),
+])
+def test_downlink_frequency_plan(name: str, freq: int, ok: bool) -> None:
+    assert load_region(name).downlink_frequency_ok(freq) is ok
+
+
+def test_downlink_data_rates_and_payload_limits() -> None:
+    us = load_region("US915")
+    dr8 = us.downlink_data_rate(Modulation.LORA, spreading_factor=12, bandwidth_hz=500_000)
+    assert dr8 is not None and dr8.index == 8 and dr8.max_phy_payload == 61 + 5
+    assert us.downlink_data_rate(Modulation.LORA, spreading_factor=10, bandwidth_hz=125_000) is None
+    eu = load_region("EU868")
+    assert eu.downlink_data_rate(Modulation.FSK, bitrate_bps=50_000) is not None
+    dr0 = eu.data_rate(0)
+    assert dr0 is not None and dr0.max_phy_payload == 64
+
+
+def test_eu868_power_limit_depends_on_sub_band() -> None:
+    eu = load_region("EU868")
+    assert eu.max_eirp_for(869_525_000) > eu.max_eirp_for(868_100_000)
+    band = eu.sub_band_for(869_525_000)
+    assert band is not None and band.duty_cycle == pytest.approx(0.10)
+    band = eu.sub_band_for(868_900_000)
+    assert band is not None and band.duty_cycle == pytest.approx(0.001)
+
+
+def _minimal() -> dict[str, Any]:
+    return {
+        "name": "XX1", "common_name": "XX", "source": "test", "band_hz": [900_000_000, 901_000_000],
+        "max_eirp_dbm": 14, "rx2": {"frequency_hz": 900_500_000, "data_rate": 0},
+        "data_rates": [{"index": 0, "modulation": "LORA", "spreading_factor": 12,
+                        "bandwidth_hz": 125_000, "max_mac_payload": 59}],
+    }
+
+
+def test_parse_region_accepts_a_minimal_region() -> None:
+    assert parse_region(_minimal()).name == "XX1"
+
+
+@pytest.mark.parametrize(("mutate", "needle"), [
+    (lambda d: d["rx2"].update(data_rate=5), "rx2.data_rate"),
+    (lambda d: d["rx2"].update(frequency_hz=950_000_000), "rx2.frequency_hz"),
+    (lambda d: d["data_rates"][0].update(spreading_factor=13), "SF13"),
+    (lambda d: d["data_rates"][0].update(max_mac_payload="big"), "max_mac_payload"),
+    (lambda d: d.pop("max_eirp_dbm"), "max_eirp_dbm"),
+    (lambda d: d.update(band_hz=[2, 1]), "band_hz"),
+])
+def test_parse_region_names_the_broken_key(mutate: Any, needle: str) -> None:
+    raw = _minimal()
+    mutate(raw)
+    with pytest.raises((KeyError, TypeError, ValueError)) as info:
+        parse_region(raw)
+    assert needle in str(info.value)
+
+
+def test_unknown_region_is_a_region_error() -> None:
+    with pytest.raises(RegionError, match="EU868"):
+        load_region("XX999")
