@@ -16,9 +16,12 @@ import structlog
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
+from gateway.keys_cli import add_keys_commands
 from gateway.log import configure_logging
 
 DEFAULT_CONFIG = Path("/etc/lora-gateway/gateway.toml")
+DEFAULT_KEY_STORE = Path("/var/lib/lora-gateway/keys.sqlite")
+DEFAULT_KEY_FILE = Path("/var/lib/lora-gateway/master.key")
 log = structlog.get_logger("gateway.cli")
 
 
@@ -101,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_cmd_config_check)
+
+    add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
 
     inject = sub.add_parser("inject", help="send one radio packet to a running emulator")
     inject.add_argument("phy_payload", help="PHY payload as hex")

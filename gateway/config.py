@@ -91,6 +91,23 @@ class ForwarderSection:
 
 
 @dataclass(frozen=True)
+class KeysSection:
+    """Where device keys are held at the edge; ``store`` None disables MIC checks."""
+
+    store: Path | None
+    key_file: Path
+    flush_interval_s: float
+    sync_secret_file: Path | None
+
+
+@dataclass(frozen=True)
+class EdgeSection:
+    """The per-class policy of the edge checks, as ``EdgePolicy.from_mapping`` takes it."""
+
+    policy: dict[str, object]
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str
     format: str
@@ -104,6 +121,8 @@ class Config:
     mqtt: MqttSection
     buffer: BufferSection
     forwarder: ForwarderSection
+    keys: KeysSection
+    edge: EdgeSection
     log: LogSection
 
 
@@ -130,6 +149,8 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
         mqtt=_mqtt(root.table("mqtt")),
         buffer=_buffer(root.table("buffer")),
         forwarder=_forwarder(root.table("forwarder")),
+        keys=_keys(root.table("keys")),
+        edge=_edge(root.table("edge")),
         log=_log(root.table("log")),
     )
     root.finish()
@@ -229,6 +250,49 @@ def _forwarder(t: TableReader) -> ForwarderSection:
     section = ForwarderSection(forward_crc_error=t.boolean("forward_crc_error", False))
     t.finish()
     return section
+
+
+def _keys(t: TableReader) -> KeysSection:
+    section = KeysSection(
+        store=t.path("store", "/var/lib/lora-gateway/keys.sqlite"),
+        key_file=t.path("key_file", "/var/lib/lora-gateway/master.key"),
+        flush_interval_s=t.number("flush_interval_s", 10.0, low=0.5, high=3600.0),
+        sync_secret_file=t.path("sync_secret_file", None),
+    )
+    t.finish()
+    return section
+
+
+_FORWARD_DROP = ("forward", "drop")
+
+
+def _edge(t: TableReader) -> EdgeSection:
+    policy: dict[str, object] = {
+        "known_valid": t.string("known_valid", "forward", choices=_FORWARD_DROP),
+        "bad_mic": t.string("bad_mic", "drop", choices=_FORWARD_DROP),
+        "unknown_devaddr": t.string("unknown_devaddr", "forward",
+                                    choices=("forward", "drop", "netid_allowlist")),
+        "join_request": t.string("join_request", "forward",
+                                 choices=("forward", "joineui_allowlist")),
+        "rejoin_request": t.string("rejoin_request", "forward", choices=_FORWARD_DROP),
+        "proprietary": t.string("proprietary", "forward", choices=_FORWARD_DROP),
+        "replay": t.string("replay", "drop", choices=("drop", "flag")),
+        "invalid": t.string("invalid", "drop", choices=_FORWARD_DROP),
+        "max_retransmissions": t.integer("max_retransmissions", 15, low=0, high=255),
+        "netid_allowlist": tuple(_hex_list(t, "netid_allowlist", 6)),
+        "joineui_allowlist": tuple(_hex_list(t, "joineui_allowlist", 16)),
+    }
+    t.finish()
+    return EdgeSection(policy=policy)
+
+
+def _hex_list(t: TableReader, key: str, digits: int) -> list[str]:
+    raw = t.list_of_strings(key)
+    for item in raw:
+        cleaned = item.replace(":", "").replace("-", "")
+        if len(cleaned) != digits or any(c not in "0123456789abcdefABCDEF" for c in cleaned):
+            raise t.error(key, item, f"a list of {digits}-hex-digit values")
+    return [item.replace(":", "").replace("-", "").lower() for item in raw]
 
 
 def _log(t: TableReader) -> LogSection:

@@ -110,6 +110,12 @@ class TableReader:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self._base_dir / path
 
+    def list_of_strings(self, key: str) -> list[str]:
+        value = self._get(key, [], "a list of strings")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, value, "a list of strings")
+        return value
+
     def table(self, key: str) -> TableReader:
         value = self._get(key, {}, "a table")
         if not isinstance(value, dict):

@@ -9,7 +9,6 @@ MQTT link says OFFLINE. SIGINT and SIGTERM both take that clean path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from buffer.uplink_buffer import BufferConfig, UplinkBuffer
 from gateway.clock import boot_id
 from gateway.config import Config
 from gateway.counters import UplinkCounters
+from gateway.edge_stage import EdgeStage
 from gateway.inject import InjectRequest, InjectServer
 from gateway.radio_loop import RadioLoop
 from gateway.stats_publisher import StatsPublisher
@@ -30,6 +30,7 @@ from hal.emulator.chip import Sx1302Emulator
 from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import EU868_DEFAULT_PLAN
+from packet_forwarder.keystore import KeyStoreError
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.topics import Topics
 from packet_forwarder.uplink_sink import MqttUplinkSink
@@ -78,6 +79,10 @@ def _buffer_config(config: Config) -> BufferConfig:
     )
 
 
+class DaemonStartError(Exception):
+    """The gateway cannot start (already logged); the process exits non-zero."""
+
+
 class Daemon:
     """Owns every long-lived object of a running gateway."""
 
@@ -86,6 +91,7 @@ class Daemon:
         self.counters = UplinkCounters()
         self._stop = asyncio.Event()
         self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
+        self._background: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -103,9 +109,20 @@ class Daemon:
         log.info("gateway_identity", backend=self.config.concentrator.backend,
                  eui=eui.hex(), gateway_id=gateway_id, session=f"{session_id:08x}")
 
+        edge = EdgeStage(self.config)
+        try:
+            edge_filter = await edge.open(gateway_id)
+        except (KeyStoreError, OSError, ValueError) as exc:
+            log.error("keystore_open_failed", error=str(exc),
+                      hint="check keys.store / keys.key_file (owner, mode 0600)")
+            await edge.close()
+            raise DaemonStartError(str(exc)) from exc
+        self._edge = edge
         topics = Topics(self.config.mqtt.topic_prefix, gateway_id)
+        self._topics = topics
         link = MqttLink(_mqtt_settings(self.config, gateway_id), topics,
                         on_command=self._on_command, marshaler=self.config.mqtt.marshaler)
+        self._link = link
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id())
         sink.ready_callback = buffer.sink_ready
@@ -119,6 +136,7 @@ class Daemon:
             forward_crc_error=self.config.forwarder.forward_crc_error,
             counters=self.counters,
             after_poll=extras.server.resume if extras.server else None,
+            edge_check=edge_filter.check,
         )
         stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
                                interval_s=self.config.mqtt.stats_interval_s,
@@ -138,6 +156,7 @@ class Daemon:
             await asyncio.gather(radio_task, *side_tasks, return_exceptions=True)
             await self._drain_radio(radio_loop, extras)
             await buffer.close()
+            await edge.close()
             await link.stop()
             link_task.cancel()
             await asyncio.gather(link_task, return_exceptions=True)
@@ -162,8 +181,18 @@ class Daemon:
         extras.close()
 
     def _on_command(self, name: str, payload: bytes) -> None:
+        if name == "keys":
+            task = asyncio.create_task(self._key_sync(payload), name="key-sync")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return
         log.info("command_ignored", command=name, size=len(payload),
                  reason="downlinks and configuration are not implemented yet")
+
+    async def _key_sync(self, payload: bytes) -> None:
+        ack = await self._edge.handle_sync(payload)
+        if ack is not None:
+            self._link.publish(self._topics.event("keys-ack"), ack, qos=1)
 
     async def _start_emulator_inputs(self, emulator: Sx1302Emulator | None) -> _EmulatorInputs:
         inputs = _EmulatorInputs()
@@ -174,6 +203,10 @@ class Daemon:
         def inject(req: InjectRequest) -> bool:
             if not emulator.rx_fifo_has_room(len(req.phy_payload)):
                 return False  # the chip's buffer is full: keep it until the radio loop drains
+            if req.fault == "truncate_record":
+                emulator.truncate_next_record()
+            elif req.fault == "corrupt_record":
+                emulator.corrupt_next_record()
             emulator.inject(req.phy_payload, frequency_hz=req.frequency_hz, sf=req.sf,
                             bw_hz=req.bw_hz, cr=req.cr, rssi_dbm=req.rssi_dbm,
                             snr_db=req.snr_db, crc_ok=req.crc_ok)
@@ -207,6 +240,10 @@ class _EmulatorInputs:
 def run_daemon(config: Config) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     daemon = Daemon(config)
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(daemon.run())
+    except KeyboardInterrupt:
+        pass
+    except DaemonStartError:
+        return 1
     return 0

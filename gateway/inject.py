@@ -51,9 +51,12 @@ class InjectRequest:
     rssi_dbm: float
     snr_db: float
     crc_ok: bool
+    fault: str | None = None
+    """Test hook: "truncate_record" or "corrupt_record" damages this packet's chip record."""
 
 
-_FIELDS = {"phy_payload", "frequency", "sf", "bw", "cr", "rssi", "snr", "crc_ok"}
+FAULTS = ("truncate_record", "corrupt_record")
+_FIELDS = {"phy_payload", "frequency", "sf", "bw", "cr", "rssi", "snr", "crc_ok", "fault"}
 
 
 def _number(obj: dict[str, Any], key: str, low: float, high: float, default: Any = None) -> Any:
@@ -95,6 +98,9 @@ def parse_inject_datagram(data: bytes) -> InjectRequest:
     crc_ok = obj.get("crc_ok", True)
     if not isinstance(crc_ok, bool):
         raise InjectError("bad_field", "'crc_ok' must be true or false")
+    fault = obj.get("fault")
+    if fault is not None and fault not in FAULTS:
+        raise InjectError("bad_field", f"'fault' must be one of {', '.join(FAULTS)}")
     return InjectRequest(
         phy_payload=payload,
         frequency_hz=int(_number(obj, "frequency", 150e6, 1e9)),
@@ -104,6 +110,7 @@ def parse_inject_datagram(data: bytes) -> InjectRequest:
         rssi_dbm=float(_number(obj, "rssi", -160, 20)),
         snr_db=float(_number(obj, "snr", -30, 30)),
         crc_ok=crc_ok,
+        fault=fault,
     )
 
 

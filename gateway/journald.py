@@ -14,6 +14,7 @@ socket is written to a sealed memfd whose descriptor is sent instead.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import os
@@ -182,7 +183,9 @@ class JournalSender:
             os.write(fd, data)
             with contextlib.suppress(OSError):
                 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-            socket.send_fds(self._sock, [b""], [fd], 0, str(self.path))
+            # socket.send_fds() would drop the address (CPython 3.11), so sendmsg directly.
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+            self._sock.sendmsg([b""], rights, 0, str(self.path))
             return True
         except OSError:
             self.failures += 1

@@ -22,6 +22,7 @@ from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import CrcStatus, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
+from packet_forwarder.edge_filter import Verdict
 from packet_forwarder.lorawan import device_key
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,7 @@ class RadioLoop:
         forward_crc_error: bool,
         counters: UplinkCounters,
         after_poll: Callable[[], None] | None = None,
+        edge_check: Callable[[bytes], Verdict] | None = None,
     ) -> None:
         self._conc = concentrator
         self._executor = radio_executor
@@ -57,6 +59,7 @@ class RadioLoop:
         self._forward_crc_error = forward_crc_error
         self.counters = counters
         self._after_poll = after_poll
+        self._edge_check = edge_check
         self.epoch = CounterEpoch()
         self._next_uplink_id = random.getrandbits(32)
         self._synced = clock_synchronised()
@@ -105,6 +108,13 @@ class RadioLoop:
         elif not self._forward_crc_error:
             self.counters.drop("bad_crc" if packet.crc_status is CrcStatus.BAD_CRC else "no_crc")
             return
+        flags = ""
+        if self._edge_check is not None:
+            verdict = self._edge_check(packet.payload)
+            if not verdict.forward:
+                self.counters.drop("edge_" + verdict.reason)
+                return
+            flags = ",".join(sorted(verdict.flags))
         wraps = self.epoch.observe(packet.count_us)
         received_ns = time.time_ns()
         synced = self._clock_synced()
@@ -118,6 +128,8 @@ class RadioLoop:
             gw_time_ns=received_ns if plausible else None,
             context=make_context(packet.count_us, self._session_id, wraps),
         )
+        if flags:
+            frame.rx_info.metadata["edge_flags"] = flags
         self._submit(
             device_key(packet.payload),
             frame.SerializeToString(),

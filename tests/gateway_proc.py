@@ -27,6 +27,7 @@ def write_config(tmp: Path, mqtt_port: int, **extra: str) -> Path:
         "mqtt": f'server = "mqtt://127.0.0.1:{mqtt_port}"\ntopic_prefix = "eu868"\n'
                 'keepalive_s = 5\nstats_interval_s = 5\nmax_inflight = 200',
         "buffer": 'path = "buffer.sqlite"\ncommit_interval_s = 0.5\ndrain_rate_per_s = 0',
+        "keys": 'store = "keys.sqlite"\nkey_file = "master.key"',
         "log": 'level = "info"\nformat = "keyvalue"',
     }
     for key, value in extra.items():

@@ -116,3 +116,42 @@ def test_stop_during_traffic_loses_nothing(
         wait_for(lambda: collector.unique_payloads() >= want, 60, "delivery after restart")
     finally:
         collector.close()
+
+
+@pytest.mark.parametrize("fault", ["truncate_record", "corrupt_record"])
+def test_damaged_rx_record_gives_one_log_line_and_no_crash(
+    broker: LocalBroker, gateway: GatewayProcess, fault: str
+) -> None:
+    rng = random.Random(4)
+    bad, good = make_packet(1, rng), make_packet(2, rng)
+    collector = UplinkCollector(broker.port)
+    try:
+        send_inject(gateway.inject_socket, {**bad, "fault": fault})
+        # A damaged record costs the whole batch fetched with it (as in the reference
+        # driver), so the good frame goes on the air after the driver has seen the bad one.
+        wait_for(lambda: "rx_record_dropped" in gateway.log(), 30, "the drop log line")
+        send_inject(gateway.inject_socket, good)
+        wait_for(lambda: bytes.fromhex(str(good["phy_payload"])) in collector.unique_payloads(),
+                 30, "the good frame after the damaged one")
+        assert bytes.fromhex(str(bad["phy_payload"])) not in collector.unique_payloads()
+    finally:
+        collector.close()
+    assert gateway.alive()
+    assert gateway.log().count("rx_record_dropped") == 1
+
+
+def test_garbage_datagram_gives_one_log_line_and_no_crash(
+    broker: LocalBroker, gateway: GatewayProcess
+) -> None:
+    good = make_packet(3, random.Random(5))
+    collector = UplinkCollector(broker.port)
+    try:
+        send_inject(gateway.inject_socket, b"\x00\xffnot json at all")
+        send_inject(gateway.inject_socket, good)
+        wait_for(lambda: bytes.fromhex(str(good["phy_payload"])) in collector.unique_payloads(),
+                 30, "the good frame after the garbage")
+    finally:
+        collector.close()
+    assert gateway.alive()
+    lines = [line for line in gateway.log().splitlines() if "inject_rejected" in line]
+    assert len(lines) == 1 and "reason=not_json" in lines[0]
