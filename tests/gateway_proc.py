@@ -30,9 +30,12 @@ def write_config(tmp: Path, mqtt_port: int, **extra: str) -> Path:
         "keys": 'store = "keys.sqlite"\nkey_file = "master.key"',
         "log": 'level = "info"\nformat = "keyvalue"',
     }
-    for key, value in extra.items():
+    for key, value in extra.items():  # later lines replace earlier ones with the same key
         section = key.replace("__", ".")
-        sections[section] = sections.get(section, "") + "\n" + value
+        lines = {line.split("=")[0].strip(): line
+                 for line in sections.get(section, "").splitlines() + value.splitlines()
+                 if line.strip()}
+        sections[section] = "\n".join(lines.values())
     path = tmp / "gateway.toml"
     path.write_text("".join(f"[{name}]\n{body}\n\n" for name, body in sections.items()))
     return path
