@@ -17,7 +17,8 @@ import structlog
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
 from gateway.keys_cli import add_keys_commands
-from gateway.log import configure_logging
+from gateway.log import configure_logging, secrets_from_config
+from gateway.ops_cli import add_ops_commands
 
 DEFAULT_CONFIG = Path("/etc/lora-gateway/gateway.toml")
 DEFAULT_KEY_STORE = Path("/var/lib/lora-gateway/keys.sqlite")
@@ -27,7 +28,7 @@ log = structlog.get_logger("gateway.cli")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
-    configure_logging(config.log.level, config.log.format)
+    configure_logging(config.log.level, config.log.format, secrets=secrets_from_config(config))
     from gateway.daemon import run_daemon  # after validation: a bad config starts nothing
 
     return run_daemon(config)
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
 
     add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
+    add_ops_commands(sub)
 
     inject = sub.add_parser("inject", help="send one radio packet to a running emulator")
     inject.add_argument("phy_payload", help="PHY payload as hex")
