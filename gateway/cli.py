@@ -28,10 +28,11 @@ log = structlog.get_logger("gateway.cli")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
-    configure_logging(config.log.level, config.log.format, secrets=secrets_from_config(config))
+    limiter = configure_logging(config.log.level, config.log.format,
+                                secrets=secrets_from_config(config))
     from gateway.daemon import run_daemon  # after validation: a bad config starts nothing
 
-    return run_daemon(config)
+    return run_daemon(config, limiter)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ BACKENDS = ("emulator", "sx1302")
 class GatewaySection:
     id: str | None
     """16 lowercase hex digits; ``None`` means: read the concentrator's EUI."""
+    status_socket: Path | None
+    """Where ``lora-gateway status`` asks; ``None``: the service's runtime directory."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,9 @@ def demo_config_text() -> str:
 def _gateway(t: TableReader) -> GatewaySection:
     gid = t.string("id", None, pattern=EUI_PATTERN,
                    pattern_text="16 hex digits, e.g. 0016c001ff10a235")
+    status_socket = t.path("status_socket", None)
     t.finish()
-    return GatewaySection(id=gid.lower() if gid else None)
+    return GatewaySection(id=gid.lower() if gid else None, status_socket=status_socket)
 
 
 def _concentrator(t: TableReader) -> ConcentratorSection:

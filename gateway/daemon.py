@@ -11,19 +11,26 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from buffer.uplink_buffer import BufferConfig, UplinkBuffer
+from gateway import __version__
 from gateway.clock import boot_id
 from gateway.config import Config
 from gateway.counters import UplinkCounters
 from gateway.edge_stage import EdgeStage
 from gateway.inject import InjectRequest, InjectServer
+from gateway.log import RateLimiter
 from gateway.radio_loop import RadioLoop
+from gateway.service_hooks import ServiceHooks
 from gateway.stats_publisher import StatsPublisher
+from gateway.status_server import default_status_socket
 from gateway.virtual_sensors import VirtualSensors
 from hal.backends import open_emulated, open_sx1302
 from hal.emulator.chip import Sx1302Emulator
@@ -86,8 +93,11 @@ class DaemonStartError(Exception):
 class Daemon:
     """Owns every long-lived object of a running gateway."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, limiter: RateLimiter | None = None) -> None:
         self.config = config
+        self._limiter = limiter
+        self._started = time.monotonic()
+        self._gateway_id = ""
         self.counters = UplinkCounters()
         self._stop = asyncio.Event()
         self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
@@ -120,13 +130,21 @@ class Daemon:
         self._edge = edge
         topics = Topics(self.config.mqtt.topic_prefix, gateway_id)
         self._topics = topics
+        self._gateway_id = gateway_id
+        hooks = ServiceHooks(
+            status_socket=self.config.gateway.status_socket or default_status_socket(),
+            snapshot=self.snapshot, backlog=lambda: buffer.stats().depth,
+            disk_path=self.config.buffer.path, limiter=self._limiter)
+        self._hooks = hooks
         link = MqttLink(_mqtt_settings(self.config, gateway_id), topics,
-                        on_command=self._on_command, marshaler=self.config.mqtt.marshaler)
+                        on_command=self._on_command, marshaler=self.config.mqtt.marshaler,
+                        on_connection_change=hooks.backhaul_changed)
         self._link = link
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id())
         sink.ready_callback = buffer.sink_ready
         await buffer.open()
+        self._buffer = buffer
 
         extras = await self._start_emulator_inputs(radio.emulator)
         radio_loop = RadioLoop(
@@ -135,13 +153,16 @@ class Daemon:
             poll_interval_s=self.config.concentrator.poll_interval_s,
             forward_crc_error=self.config.forwarder.forward_crc_error,
             counters=self.counters,
-            after_poll=extras.server.resume if extras.server else None,
+            after_poll=_chain(extras.server.resume if extras.server else None,
+                              hooks.watchdog.radio_alive),
             edge_check=edge_filter.check,
         )
         stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
                                interval_s=self.config.mqtt.stats_interval_s,
                                marshaler=self.config.mqtt.marshaler)
         radio_task = asyncio.create_task(radio_loop.run(), name="radio")
+        await hooks.start(is_healthy=lambda: not radio_task.done())
+        hooks.ready("receiving; buffer open")
         link_task = asyncio.create_task(link.run(), name="mqtt")
         side_tasks = [asyncio.create_task(stats.run(), name="stats"), *extras.tasks]
         log.info("gateway_running", gateway_id=gateway_id, mqtt=self.config.mqtt.server,
@@ -150,6 +171,7 @@ class Daemon:
             await self._stop.wait()
         finally:
             log.info("stopping")
+            await hooks.close()
             for task in side_tasks:
                 task.cancel()
             radio_loop.stop()
@@ -188,6 +210,26 @@ class Daemon:
             return
         log.info("command_ignored", command=name, size=len(payload),
                  reason="downlinks and configuration are not implemented yet")
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``lora-gateway status`` shows; no keys or passwords in it, ever."""
+        buf = self._buffer.stats()
+        drops: dict[str, int] = dict(self.counters.dropped)
+        for reason, n in buf.dropped.items():
+            drops[f"buffer_{reason}"] = n
+        return {
+            "version": __version__,
+            "gateway_id": self._gateway_id,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "concentrator": {"state": "running", "backend": self.config.concentrator.backend,
+                             "received": self.counters.rx_received},
+            "backhaul": {**self._hooks.backhaul_state(), "server": self.config.mqtt.server},
+            "last_uplink": self.counters.last_uplink,
+            "buffer": {"depth": buf.depth, "oldest_age_s": buf.oldest_age_s,
+                       "storage_ok": buf.storage_ok, "persisted_rows": buf.persisted_rows},
+            "drops": drops,
+            "edge": self._edge.filter.stats() if self._edge.filter else {},
+        }
 
     async def _key_sync(self, payload: bytes) -> None:
         ack = await self._edge.handle_sync(payload)
@@ -237,9 +279,20 @@ class _EmulatorInputs:
             self.sensors.stop()
 
 
-def run_daemon(config: Config) -> int:
+def _chain(*callbacks: Callable[[], None] | None) -> Callable[[], None]:
+    """One callback that calls each given one in turn (skipping None)."""
+    present = [c for c in callbacks if c is not None]
+
+    def call_all() -> None:
+        for callback in present:
+            callback()
+
+    return call_all
+
+
+def run_daemon(config: Config, limiter: RateLimiter | None = None) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
-    daemon = Daemon(config)
+    daemon = Daemon(config, limiter)
     try:
         asyncio.run(daemon.run())
     except KeyboardInterrupt:

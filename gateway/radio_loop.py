@@ -130,11 +130,16 @@ class RadioLoop:
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags
+        device = device_key(packet.payload)
         self._submit(
-            device_key(packet.payload),
+            device,
             frame.SerializeToString(),
             received_ns=received_ns,
             monotonic_ns=boottime_ns(),
             clock_synced=synced,
         )
         self.counters.forwarded += 1
+        self.counters.last_uplink = {"at_unix": received_ns // 1_000_000_000,
+                                     "device": device,
+                                     "frequency": packet.frequency_hz,
+                                     "rssi": round(packet.rssi_dbm)}

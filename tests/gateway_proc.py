@@ -21,7 +21,7 @@ GATEWAY_ID = "0016c001ff10a235"
 def write_config(tmp: Path, mqtt_port: int, **extra: str) -> Path:
     """A config for the emulator backend with all files under ``tmp``."""
     sections = {
-        "gateway": f'id = "{GATEWAY_ID}"',
+        "gateway": f'id = "{GATEWAY_ID}"\nstatus_socket = "status.sock"',
         "concentrator": 'backend = "emulator"\nregion = "EU868"\npoll_interval_s = 0.005',
         "concentrator.emulator": 'inject_socket = "inject.sock"',
         "mqtt": f'server = "mqtt://127.0.0.1:{mqtt_port}"\ntopic_prefix = "eu868"\n'

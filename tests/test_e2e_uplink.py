@@ -85,7 +85,7 @@ def test_1000_frames_survive_a_broker_kill(gateway: GatewayProcess, broker: Loca
 
         broker.kill()
         inject_all(gateway, packets[500:])
-        wait_for(lambda: "buffer" in gateway.log() or True, 1, "log")
+        wait_for(lambda: "backhaul_down" in gateway.log(), 30, "the backhaul_down line")
         broker.start()
         wait_for(lambda: len(collector.unique_payloads()) >= 1000, 90, "all 1000 uplinks")
         frames = collector.snapshot()
@@ -96,6 +96,8 @@ def test_1000_frames_survive_a_broker_kill(gateway: GatewayProcess, broker: Loca
     finally:
         collector.close()
     assert gateway.alive()
+    up_lines = [line for line in gateway.log().splitlines() if "event=backhaul_up" in line]
+    assert len(up_lines) == 1 and "outage_s=" in up_lines[0] and "backlog=" in up_lines[0]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -155,3 +157,32 @@ def test_garbage_datagram_gives_one_log_line_and_no_crash(
     assert gateway.alive()
     lines = [line for line in gateway.log().splitlines() if "inject_rejected" in line]
     assert len(lines) == 1 and "reason=not_json" in lines[0]
+
+
+def test_status_command_talks_to_the_running_gateway(
+    broker: LocalBroker, gateway: GatewayProcess
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    rng = random.Random(6)
+    collector = UplinkCollector(broker.port)
+    try:
+        packet = make_packet(7, rng)
+        send_inject(gateway.inject_socket, packet)
+        wait_for(lambda: len(collector.unique_payloads()) == 1, 30, "one uplink")
+    finally:
+        collector.close()
+    socket_path = gateway.config.parent / "status.sock"
+    result = subprocess.run([sys.executable, "-m", "gateway", "status", "--json",
+                             "--socket", str(socket_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    status = status.get("status", status)
+    assert status["gateway_id"] == "0016c001ff10a235"
+    assert status["backhaul"]["state"] == "up"
+    assert status["concentrator"]["received"] == 1
+    assert status["last_uplink"]["frequency"] == packet["frequency"]
+    assert status["buffer"]["depth"] == 0
