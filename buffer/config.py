@@ -22,6 +22,12 @@ class BufferConfig:
     max_age_s: float = 30 * 86400
     drain_rate_per_s: float = 100.0
     """Replay rate of the backlog after an outage; 0 means unlimited."""
+    drain_burst_s: float = 0.1
+    """How much of the drain rate may go out at once (a reconnect, a freed window)."""
+    fresh_s: float = 1.0
+    """A held frame younger than this that found its device idle goes out ahead of the
+    drain rate (a momentarily full window); older ones (held through an outage) are
+    paced like the rest of the backlog."""
     memory_max_records: int = 100_000
     """Records kept in memory while SQLite cannot take them (disk full, read-only)."""
     read_batch_records: int = 1000

@@ -6,16 +6,18 @@ from collections.abc import Callable
 
 
 class TokenBucket:
-    """Allows ``rate`` events per second with a burst of one second's worth.
+    """Allows ``rate`` events per second with a burst of ``burst_s`` seconds' worth.
 
     The burst lets short hiccups (a momentarily full in-flight window) clear at
-    once while a long backlog still replays at the configured pace. A rate of 0
-    means unlimited.
+    once while a long backlog still replays at the configured pace; kept small, so
+    a reconnect does not dump a second of backlog in front of fresh uplinks. A rate
+    of 0 means unlimited.
     """
 
-    def __init__(self, rate_per_s: float, now_ns: Callable[[], int]) -> None:
+    def __init__(self, rate_per_s: float, now_ns: Callable[[], int],
+                 burst_s: float = 1.0) -> None:
         self._rate = rate_per_s
-        self._capacity = max(1.0, rate_per_s)
+        self._capacity = max(1.0, rate_per_s * burst_s)
         self._now_ns = now_ns
         self._tokens = self._capacity
         self._last_ns = now_ns()

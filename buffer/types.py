@@ -35,6 +35,8 @@ class Delivery:
     replayed: bool
     """True when the record was held back (backlog / outage) rather than sent live."""
     hold_ms: int
+    timing: Timing | None = None
+    """Receive-time facts computed by the buffer at send time; None from older callers."""
 
 
 AckCallback = Callable[[bool], None]
@@ -51,3 +53,28 @@ class UplinkSink(Protocol):
     def send(self, delivery: Delivery, on_result: AckCallback) -> None:
         """Start publishing; ``on_result`` is called later on the event loop thread."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """What is known, at the moment a record is sent, about when it was really received.
+
+    A Raspberry Pi has no RTC, so a frame may have been stamped by a wall clock that
+    NTP had not yet set. ``rewrite_gw_time`` tells the sink to replace the body's
+    ``gw_time`` with ``gw_time_ns`` (or remove it when that is None); otherwise the
+    body's own ``gw_time`` stands.
+    """
+
+    gw_time_ns: int | None
+    rewrite_gw_time: bool
+    clock_synced: bool
+    """False: any ``gw_time`` left in the body came from an unsynchronised clock."""
+    corrected: bool
+    """True when ``gw_time_ns`` was derived from the boot clock after NTP synchronised."""
+    hold_ms: int | None
+    """How long the buffer held the frame; None when no trustworthy clock can tell."""
+
+    @property
+    def needs_rewrite(self) -> bool:
+        """False for the common case (synchronised clock): the body goes out untouched."""
+        return self.rewrite_gw_time or not self.clock_synced

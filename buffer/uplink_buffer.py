@@ -22,12 +22,12 @@ from typing import TypeVar
 import structlog
 
 from buffer.backlog import NEED_READ, Backlog, Entry
-from buffer.clock import Clock, SystemClock
+from buffer.clock import Clock, SyncState, SystemClock, frame_timing
 from buffer.config import BufferConfig
 from buffer.ratelimit import EveryInterval, TokenBucket
 from buffer.stats import BufferStats
 from buffer.store import AgeLimit, CommitPlan, CommitResult, FrameStore, OpenInfo, StoreError
-from buffer.types import Delivery, UplinkRecord, UplinkSink
+from buffer.types import Delivery, Timing, UplinkRecord, UplinkSink
 
 __all__ = ["BufferConfig", "BufferStats", "UplinkBuffer"]
 
@@ -44,15 +44,24 @@ class UplinkBuffer:
 
     def __init__(self, config: BufferConfig, sink: UplinkSink, *, boot_id: str,
                  clock: Clock | None = None,
-                 store_factory: Callable[[Path], FrameStore] = FrameStore) -> None:
+                 store_factory: Callable[[Path], FrameStore] = FrameStore,
+                 clock_synced: Callable[[], bool] | None = None) -> None:
+        """``clock_synced`` says whether the wall clock is synchronised now (the daemon
+        passes ``gateway.clock.clock_synchronised``); without it, the flag of the latest
+        submitted frame is used. It decides whether unsynchronised receive times can be
+        corrected when a held frame is published."""
         self._config = config
         self._sink = sink
         self._boot_id = boot_id
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._store = store_factory(config.path)
         self._backlog = Backlog()
-        self._bucket = TokenBucket(config.drain_rate_per_s, self._clock.monotonic_ns)
+        self._bucket = TokenBucket(config.drain_rate_per_s, self._clock.monotonic_ns,
+                                   config.drain_burst_s)
         self._error_log = EveryInterval(60.0, self._clock.monotonic_ns)
+        self._drop_log = EveryInterval(60.0, self._clock.monotonic_ns)
+        self._drops_logged = 0
+        self._sync = SyncState(clock_synced, self._clock.monotonic_ns)
         self._next_seq = 1
         self._first_seq: int | None = None
         self._hw_written = 0
@@ -73,6 +82,7 @@ class UplinkBuffer:
         self._closed = False
         self._pumping = False
         self._pump_again = False
+        self._pump_scheduled = False
         self._paused = False
         self._drain_timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -152,6 +162,7 @@ class UplinkBuffer:
         if self._first_seq is None:
             self._first_seq = seq
         self._counts["submitted"] += 1
+        self._sync.observe(bool(clock_synced))
         try:
             record = UplinkRecord(seq, str(device), bytes(body), int(received_ns),
                                   int(monotonic_ns), self._boot_id, bool(clock_synced))
@@ -183,16 +194,15 @@ class UplinkBuffer:
             log.warning("buffer_sink_can_send_failed", error=str(exc))
             return False
 
-    def _hold_ms(self, record: UplinkRecord) -> int:
-        if record.boot_id == self._boot_id:
-            held = self._clock.monotonic_ns() - record.monotonic_ns
-        else:
-            held = self._clock.wall_ns() - record.received_ns
-        return max(0, held // 1_000_000)
+    def _timing(self, record: UplinkRecord) -> Timing:
+        return frame_timing(record, boot_id=self._boot_id,
+                            now_mono_ns=self._clock.monotonic_ns(),
+                            now_wall_ns=self._clock.wall_ns(), synced_now=self._sync.synced())
 
     def _send(self, entry: Entry, *, replayed: bool) -> None:
         record, generation = entry.record, entry.generation
-        delivery = Delivery(record, replayed, self._hold_ms(record))
+        timing = self._timing(record)
+        delivery = Delivery(record, replayed, timing.hold_ms or 0, timing)
 
         def on_result(ok: bool) -> None:
             self._on_result(record.seq, generation, ok)
@@ -208,7 +218,7 @@ class UplinkBuffer:
         if ok:
             if self._backlog.ack(seq, generation):
                 self._counts["acked"] += 1
-                self._pump()
+                self._pump_soon()
         elif self._backlog.nack(seq, generation):
             self._counts["nacked"] += 1
             self._paused = True
@@ -232,6 +242,18 @@ class UplinkBuffer:
         finally:
             self._pumping = False
 
+    def _pump_soon(self) -> None:
+        """Pump once after the acknowledgements read in this loop turn, not once per
+        PUBACK: a socket read delivers dozens at a time, and one pump refilling the
+        whole window is much cheaper than dozens refilling one slot each."""
+        if not self._pump_scheduled and self._loop is not None and not self._closed:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump_due)
+
+    def _pump_due(self) -> None:
+        self._pump_scheduled = False
+        self._pump()
+
     def _pump_once(self) -> None:
         backlog = self._backlog
         while not self._paused and self._can_send():
@@ -243,14 +265,19 @@ class UplinkBuffer:
                     return
                 if not isinstance(found, Entry):
                     return
-                if not self._bucket.take():
-                    self._schedule_drain(self._bucket.wait_s())
-                    return
                 entry = found
+            if not (entry.priority and self._fresh(entry.record)) and not self._bucket.take():
+                self._schedule_drain(self._bucket.wait_s())
+                return
             backlog.take(entry)
             self._send(entry, replayed=True)
         if backlog.disk_only and backlog.backlog_resident < self._config.read_batch_records // 2:
             self._request_read()
+
+    def _fresh(self, record: UplinkRecord) -> bool:
+        """Received in this boot less than ``fresh_s`` ago (held only by a full window)."""
+        return (record.boot_id == self._boot_id and self._clock.monotonic_ns()
+                - record.monotonic_ns < self._config.fresh_s * 1e9)
 
     def _schedule_drain(self, delay_s: float) -> None:
         if self._drain_timer is None and self._loop is not None and not self._closing:
@@ -365,9 +392,11 @@ class UplinkBuffer:
     async def _commit(self) -> None:
         """One transaction: new unacknowledged rows in, acknowledged rows out, bounds kept."""
         backlog = self._backlog
+        covered = self._counts["submitted"]
         age = self._age_limit()
         backlog.expire_memory(age)
         backlog.enforce_memory(self._config.memory_max_records)
+        self._report_drops()
         if not self._store_open and not await self._open_store():
             return
         now = self._clock.monotonic_ns()
@@ -378,6 +407,7 @@ class UplinkBuffer:
         if self._next_seq > self._hw_written - _SEQ_RESERVE // 2:
             high_water = self._next_seq + _SEQ_RESERVE
         if not (append or delete or bounds_due or high_water):
+            self._log_covered(covered, 0, 0)
             return
         plan = CommitPlan(append, delete, self._config.max_bytes, age, high_water)
         backlog.to_delete.difference_update(delete)
@@ -395,7 +425,16 @@ class UplinkBuffer:
         backlog.apply_store_drops(result.dropped)
         backlog.evict(self._config.read_batch_records)
         self._disk = result
+        self._report_drops()
+        self._log_covered(covered, len(append), len(delete))
         self._pump()
+
+    @staticmethod
+    def _log_covered(covered: int, appended: int, deleted: int) -> None:
+        """Debug line after each commit: the first ``covered`` frames submitted by this
+        process are now acknowledged or on disk. The crash test reads it to know exactly
+        which frames a SIGKILL must not lose."""
+        log.debug("buffer_committed", covered=covered, appended=appended, deleted=deleted)
 
     async def _storage_failed(self, exc: StoreError) -> None:
         """Report (rate-limited), and replace a file found corrupt while in use."""
@@ -418,6 +457,18 @@ class UplinkBuffer:
 
     # --- reporting ------------------------------------------------------------------------
 
+    def _age_s(self, record: UplinkRecord | None) -> float | None:
+        hold_ms = None if record is None else self._timing(record).hold_ms
+        return None if hold_ms is None else hold_ms / 1000.0
+
+    def _report_drops(self) -> None:
+        """One warning per minute at most, with the counts by reason since the start."""
+        total = sum(self._backlog.dropped.values())
+        if total > self._drops_logged and self._drop_log.ready():
+            log.warning("buffer_dropped", new=total - self._drops_logged, total=total,
+                        by_reason=dict(self._backlog.dropped))
+            self._drops_logged = total
+
     def stats(self) -> BufferStats:
         backlog = self._backlog
         oldest = backlog.oldest_resident()
@@ -429,7 +480,7 @@ class UplinkBuffer:
             memory_records=len(backlog.resident),
             disk_only_records=backlog.disk_only,
             in_flight=backlog.in_flight,
-            oldest_age_s=None if oldest is None else self._hold_ms(oldest) / 1000.0,
+            oldest_age_s=self._age_s(oldest),
             persisted_rows=self._disk.rows,
             bytes_on_disk=self._disk.file_bytes,
             submitted=self._counts["submitted"],

@@ -49,6 +49,16 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from gateway.doctor import report, run_checks
+    from gateway.doctor_hw import concentrator_checks
+
+    configure_logging("error", "keyvalue")  # the report is the output; no log chatter
+    text, code = report(run_checks(args.config, concentrator_checks), args.json)
+    print(text)
+    return code
+
+
 def _cmd_inject(args: argparse.Namespace) -> int:
     from gateway.inject import InjectError, parse_inject_datagram, send_inject
 
@@ -109,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
     add_ops_commands(sub)
+
+    doctor = sub.add_parser("doctor", help="installer self-test: one line per check")
+    doctor.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    doctor.add_argument("--json", action="store_true", help="machine-readable report")
+    doctor.set_defaults(func=_cmd_doctor)
 
     inject = sub.add_parser("inject", help="send one radio packet to a running emulator")
     inject.add_argument("phy_payload", help="PHY payload as hex")

@@ -13,13 +13,14 @@ from importlib import resources
 from pathlib import Path
 
 from gateway.config_reader import ConfigError, TableReader
+from packet_forwarder.regions import RegionError, RegionPlanError, available_regions, load_region
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_text"]
 
 EUI_PATTERN = r"[0-9a-fA-F]{16}"
 KEY_PATTERN = r"[0-9a-fA-F]{32}"
 DEVADDR_PATTERN = r"[0-9a-fA-F]{8}"
-REGIONS = ("EU868",)
+REGIONS = tuple(available_regions())
 BACKENDS = ("emulator", "sx1302")
 
 
@@ -50,6 +51,8 @@ class EmulatorSection:
     inject_socket: Path | None
     eui: str
     sensors: tuple[SensorConfig, ...]
+    fault: str | None
+    """Test hook: "no_answer" makes the emulated chip silent (for doctor's tests)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class ConcentratorSection:
     spi_device: str
     poll_interval_s: float
     emulator: EmulatorSection
+    firmware_dir: Path | None
+    """AGC/ARB firmware images (installed by the image); None: the HAL's default folder."""
+    sub_band: int | None
+    """Grid regions (US915, AU915): which block of 8 uplink channels; None: the region's default."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,21 @@ class EdgeSection:
 
 
 @dataclass(frozen=True)
+class DownlinkSection:
+    """Just-in-time TX queue margins (µs, converted from the file's ms/s) and the TX limits."""
+
+    load_margin_us: int
+    min_lead_us: int
+    max_advance_us: int
+    guard_us: int
+    immediate_lead_us: int
+    queue_capacity: int
+    antenna_gain_dbi: float
+    plan_file: Path | None
+    """Where an accepted ``command/config`` plan is kept; None: next to the buffer file."""
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str
     format: str
@@ -126,6 +148,7 @@ class Config:
     keys: KeysSection
     edge: EdgeSection
     log: LogSection
+    downlink: DownlinkSection
 
 
 def load_config(path: Path) -> Config:
@@ -144,16 +167,18 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", "", f"not valid TOML: {exc}") from exc
     root = TableReader(data, "", source, base_dir)
+    concentrator = _concentrator(root.table("concentrator"))
     config = Config(
         source=source,
         gateway=_gateway(root.table("gateway")),
-        concentrator=_concentrator(root.table("concentrator")),
+        concentrator=concentrator,
         mqtt=_mqtt(root.table("mqtt")),
         buffer=_buffer(root.table("buffer")),
         forwarder=_forwarder(root.table("forwarder")),
         keys=_keys(root.table("keys")),
         edge=_edge(root.table("edge")),
         log=_log(root.table("log")),
+        downlink=_downlink(root.table("downlink"), concentrator.poll_interval_s),
     )
     root.finish()
     return config
@@ -176,13 +201,29 @@ def _concentrator(t: TableReader) -> ConcentratorSection:
     section = ConcentratorSection(
         backend=t.string("backend", "emulator", choices=BACKENDS),
         region=t.string("region", "EU868", choices=REGIONS),
-        board=t.string("board", "corecell"),
+        board=_board(t),
         spi_device=t.string("spi_device", "/dev/spidev0.0"),
         poll_interval_s=t.number("poll_interval_s", 0.01, low=0.001, high=1.0),
         emulator=_emulator(t.table("emulator")),
+        firmware_dir=t.path("firmware_dir", None),
+        sub_band=t.integer("sub_band", None, low=1, high=16),
     )
+    try:
+        load_region(section.region).default_channel_plan(section.sub_band)
+    except (RegionError, RegionPlanError) as exc:
+        raise t.error("sub_band", section.sub_band, str(exc)) from exc
     t.finish()
     return section
+
+
+def _board(t: TableReader) -> str:
+    """A shipped board profile's name, or the path of a board file (``*.toml``)."""
+    from hardware.board import BOARDS
+
+    name: str = t.string("board", "corecell")
+    if name not in BOARDS and not name.endswith(".toml"):
+        raise t.error("board", name, f"one of {', '.join(sorted(BOARDS))} or a .toml board file")
+    return name
 
 
 def _emulator(t: TableReader) -> EmulatorSection:
@@ -190,6 +231,7 @@ def _emulator(t: TableReader) -> EmulatorSection:
         inject_socket=t.path("inject_socket", None),
         eui=t.string("eui", "0016c001ff10a235", pattern=EUI_PATTERN, pattern_text="16 hex digits"),
         sensors=tuple(_sensor(s) for s in t.tables("sensors")),
+        fault=t.string("fault", None, choices=("no_answer",)),
     )
     t.finish()
     return section
@@ -303,5 +345,38 @@ def _log(t: TableReader) -> LogSection:
         level=t.string("level", "info", choices=("debug", "info", "warning", "error")),
         format=t.string("format", "auto", choices=("auto", "console", "keyvalue", "json")),
     )
+    t.finish()
+    return section
+
+
+def _downlink(t: TableReader, poll_interval_s: float) -> DownlinkSection:
+    """Margins in the file are ms (s for max_advance); cross-checked against the poll interval.
+
+    A packet is handed to the chip within ``load_margin_ms`` of its start by the
+    poll that finds it due, and the chip holds one packet at a time, so two packets
+    need ``guard_ms`` of silence between them for the second to be loaded after
+    the first has left: both must exceed the poll interval.
+    """
+    poll_ms = poll_interval_s * 1000
+    section = DownlinkSection(
+        load_margin_us=round(t.number("load_margin_ms", 40.0, low=2.0, high=1000.0) * 1000),
+        min_lead_us=round(t.number("min_lead_ms", 30.0, low=2.0, high=1000.0) * 1000),
+        max_advance_us=round(t.number("max_advance_s", 512.0, low=1.0, high=2000.0) * 1e6),
+        guard_us=round(t.number("guard_ms", 45.0, low=0.0, high=10_000.0) * 1000),
+        immediate_lead_us=round(t.number("immediate_lead_ms", 80.0, low=2.0, high=10_000.0)
+                                * 1000),
+        queue_capacity=t.integer("queue_capacity", 32, low=1, high=1024),
+        antenna_gain_dbi=t.number("antenna_gain_dbi", 0.0, low=-10.0, high=30.0),
+        plan_file=t.path("plan_file", None),
+    )
+    if section.load_margin_us <= poll_ms * 1000:
+        raise t.error("load_margin_ms", section.load_margin_us / 1000,
+                      f"more than concentrator.poll_interval_s ({poll_ms:g} ms)")
+    if section.guard_us < (poll_ms + 2) * 1000:
+        raise t.error("guard_ms", section.guard_us / 1000,
+                      f"at least the poll interval + 2 ms ({poll_ms + 2:g} ms)")
+    if section.immediate_lead_us < section.min_lead_us:
+        raise t.error("immediate_lead_ms", section.immediate_lead_us / 1000,
+                      "at least min_lead_ms")
     t.finish()
     return section

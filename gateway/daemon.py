@@ -4,15 +4,17 @@ Start order matters: the store opens (and replays its backlog) before the radio
 starts, so nothing received can outrun what was kept from before; on stop the
 radio stops first, then the buffer persists everything unacknowledged, then the
 MQTT link says OFFLINE. SIGINT and SIGTERM both take that clean path.
+The concentrator starts on the plan last accepted from ``command/config`` if one
+was kept, else on the region's default plan; downlinks go through
+:class:`gateway.downlink_path.DownlinkPath`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +26,11 @@ from gateway import __version__
 from gateway.clock import boot_id
 from gateway.config import Config
 from gateway.counters import UplinkCounters
+from gateway.downlink_path import DownlinkPath, StartPlan, plan_store_for, start_plan
 from gateway.edge_stage import EdgeStage
 from gateway.inject import InjectRequest, InjectServer
 from gateway.log import RateLimiter
-from gateway.radio_loop import RadioLoop
+from gateway.radio_loop import RadioLoop, RadioSession
 from gateway.service_hooks import ServiceHooks
 from gateway.stats_publisher import StatsPublisher
 from gateway.status_server import default_status_socket
@@ -36,9 +39,10 @@ from hal.backends import open_emulated, open_sx1302
 from hal.emulator.chip import Sx1302Emulator
 from hal.errors import HalError
 from hal.interface import Concentrator
-from hal.types import EU868_DEFAULT_PLAN
+from hal.sx1302 import Sx1302Concentrator
 from packet_forwarder.keystore import KeyStoreError
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
+from packet_forwarder.regions import Region, RegionError, load_region
 from packet_forwarder.topics import Topics
 from packet_forwarder.uplink_sink import MqttUplinkSink
 
@@ -57,6 +61,28 @@ def _open_radio(config: Config) -> _Radio:
         conc, emu = open_emulated(eui=bytes.fromhex(c.emulator.eui))
         return _Radio(conc, emu)
     return _Radio(open_sx1302(c.spi_device, c.board), None)
+
+
+def _start_concentrator(conc: Concentrator, config: Config, region: Region) -> StartPlan:
+    """Radio thread: start on the kept plan, falling back to the region's default one."""
+    chosen = start_plan(config, region, plan_store_for(config))
+    try:
+        conc.start(chosen.plan)
+    except HalError as exc:
+        if chosen.source == "region":
+            raise
+        log.error("channel_plan_refused_by_radio", version=chosen.version, error=str(exc))
+        chosen = StartPlan(region.default_channel_plan(config.concentrator.sub_band), "", "region")
+        conc.start(chosen.plan)
+    log.info("channel_plan", source=chosen.source, version=chosen.version, region=region.name)
+    return chosen
+
+
+def _max_conducted_dbm(conc: Concentrator) -> int | None:
+    """The strongest entry of the board's TX power table (None if the backend has none)."""
+    if isinstance(conc, Sx1302Concentrator) and conc.board.tx_gain_lut:
+        return max(e.rf_power_dbm for e in conc.board.tx_gain_lut)
+    return None
 
 
 def _mqtt_settings(config: Config, gateway_id: str) -> MqttSettings:
@@ -102,6 +128,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
         self._background: set[asyncio.Task[None]] = set()
+        self.emulator: Sx1302Emulator | None = None
+        """The emulated chip when the emulator backend runs (tests read its TX log)."""
+        self.downlink: DownlinkPath | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -110,14 +139,21 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        try:
+            region = load_region(self.config.concentrator.region)
+        except RegionError as exc:
+            log.error("region_unusable", error=str(exc))
+            raise DaemonStartError(str(exc)) from exc
         radio = await loop.run_in_executor(self._radio_executor, _open_radio, self.config)
         conc = radio.concentrator
-        await loop.run_in_executor(self._radio_executor, conc.start, EU868_DEFAULT_PLAN)
+        self.emulator = radio.emulator
+        plan = await loop.run_in_executor(self._radio_executor, _start_concentrator, conc,
+                                          self.config, region)
         eui = await loop.run_in_executor(self._radio_executor, conc.eui)
         gateway_id = self.config.gateway.id or eui.hex()
-        session_id = random.getrandbits(32)
+        session = RadioSession()
         log.info("gateway_identity", backend=self.config.concentrator.backend,
-                 eui=eui.hex(), gateway_id=gateway_id, session=f"{session_id:08x}")
+                 eui=eui.hex(), gateway_id=gateway_id, session=f"{session.session_id:08x}")
 
         edge = EdgeStage(self.config)
         try:
@@ -140,6 +176,14 @@ class Daemon:
                         on_command=self._on_command, marshaler=self.config.mqtt.marshaler,
                         on_connection_change=hooks.backhaul_changed)
         self._link = link
+        downlink = DownlinkPath(
+            config=self.config, region=region, gateway_id=gateway_id, concentrator=conc,
+            radio_executor=self._radio_executor, session=session,
+            publish_ack=lambda topic, payload: link.publish(topic, payload, qos=1),
+            ack_topic=topics.event("ack"), plan_store=plan_store_for(self.config),
+            running_plan=plan, max_conducted_dbm=_max_conducted_dbm(conc),
+            tx_log=radio.emulator.tx_log if radio.emulator is not None else None)
+        self.downlink = downlink
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id())
         sink.ready_callback = buffer.sink_ready
@@ -149,17 +193,19 @@ class Daemon:
         extras = await self._start_emulator_inputs(radio.emulator)
         radio_loop = RadioLoop(
             conc, self._radio_executor, buffer.submit,
-            gateway_id=gateway_id, session_id=session_id,
+            gateway_id=gateway_id, session=session,
             poll_interval_s=self.config.concentrator.poll_interval_s,
             forward_crc_error=self.config.forwarder.forward_crc_error,
             counters=self.counters,
             after_poll=_chain(extras.server.resume if extras.server else None,
                               hooks.watchdog.radio_alive),
             edge_check=edge_filter.check,
+            radio_service=downlink.service_radio,
         )
         stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
                                interval_s=self.config.mqtt.stats_interval_s,
-                               marshaler=self.config.mqtt.marshaler)
+                               marshaler=self.config.mqtt.marshaler, downlink=downlink)
+        self._stats = stats
         radio_task = asyncio.create_task(radio_loop.run(), name="radio")
         await hooks.start(is_healthy=lambda: not radio_task.done())
         hooks.ready("receiving; buffer open")
@@ -175,7 +221,9 @@ class Daemon:
             for task in side_tasks:
                 task.cancel()
             radio_loop.stop()
-            await asyncio.gather(radio_task, *side_tasks, return_exceptions=True)
+            downlink.close()
+            await asyncio.gather(radio_task, *side_tasks, *self._background,
+                                 return_exceptions=True)
             await self._drain_radio(radio_loop, extras)
             await buffer.close()
             await edge.close()
@@ -203,13 +251,26 @@ class Daemon:
         extras.close()
 
     def _on_command(self, name: str, payload: bytes) -> None:
-        if name == "keys":
-            task = asyncio.create_task(self._key_sync(payload), name="key-sync")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        if name == "down" and self.downlink is not None:
+            self.downlink.handle_down(payload)
             return
-        log.info("command_ignored", command=name, size=len(payload),
-                 reason="downlinks and configuration are not implemented yet")
+        if name == "keys":
+            self._spawn(self._key_sync(payload), "key-sync")
+            return
+        if name == "config" and self.downlink is not None:
+            self._spawn(self._apply_config(self.downlink, payload), "config")
+            return
+        log.info("command_ignored", command=name, size=len(payload), reason="not supported")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _apply_config(self, downlink: DownlinkPath, payload: bytes) -> None:
+        interval = await downlink.handle_config(payload)
+        if interval is not None and interval >= 1.0:
+            self._stats.interval_s = interval
 
     def snapshot(self) -> dict[str, Any]:
         """What ``lora-gateway status`` shows; no keys or passwords in it, ever."""
@@ -229,6 +290,7 @@ class Daemon:
                        "storage_ok": buf.storage_ok, "persisted_rows": buf.persisted_rows},
             "drops": drops,
             "edge": self._edge.filter.stats() if self._edge.filter else {},
+            "downlink": self.downlink.snapshot() if self.downlink is not None else {},
         }
 
     async def _key_sync(self, payload: bytes) -> None:

@@ -3,6 +3,9 @@
 SPI I/O is blocking, so every concentrator call runs on the one radio thread
 (``radio_executor``); this coroutine only awaits it and does the cheap work of
 building the ChirpStack message and handing it to the buffer on the event loop.
+Each poll is one job on that thread: fetch the packets, stamp their contexts,
+then run ``radio_service`` (the downlink path loading due TX packets), so the
+TX side gets the chip every poll without a second executor hop.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -28,9 +32,31 @@ from packet_forwarder.lorawan import device_key
 log = structlog.get_logger(__name__)
 
 Submit = Callable[..., int]
+RadioService = Callable[[], None]
 
 CLOCK_CHECK_INTERVAL_S = 10.0
 PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
+
+
+@dataclass
+class RadioSession:
+    """The concentrator session: its random id and the counter-wrap count (radio thread only).
+
+    Uplink contexts carry both, so a downlink answering an uplink from before a
+    concentrator restart (whose counter restarted) is recognised as stale.
+    ``renew`` is called whenever the chip is started again.
+    """
+
+    session_id: int = field(default_factory=lambda: random.getrandbits(32))
+    epoch: CounterEpoch = field(default_factory=CounterEpoch)
+
+    def renew(self) -> None:
+        self.session_id = random.getrandbits(32)
+
+    def context_for(self, count_us: int) -> bytes:
+        """The 12-byte uplink context of a packet stamped ``count_us``."""
+        self.epoch.observe(count_us)
+        return make_context(count_us, self.session_id, self.epoch.wraps_for(count_us))
 
 
 class RadioLoop:
@@ -43,24 +69,25 @@ class RadioLoop:
         submit: Submit,
         *,
         gateway_id: str,
-        session_id: int,
+        session: RadioSession,
         poll_interval_s: float,
         forward_crc_error: bool,
         counters: UplinkCounters,
         after_poll: Callable[[], None] | None = None,
         edge_check: Callable[[bytes], Verdict] | None = None,
+        radio_service: RadioService | None = None,
     ) -> None:
         self._conc = concentrator
         self._executor = radio_executor
         self._submit = submit
         self._gateway_id = gateway_id
-        self._session_id = session_id
+        self.session = session
+        self._radio_service = radio_service
         self._poll_interval_s = poll_interval_s
         self._forward_crc_error = forward_crc_error
         self.counters = counters
         self._after_poll = after_poll
         self._edge_check = edge_check
-        self.epoch = CounterEpoch()
         self._next_uplink_id = random.getrandbits(32)
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
@@ -84,12 +111,20 @@ class RadioLoop:
     async def poll_once(self) -> int:
         """Fetch what the chip holds and submit it; returns how many packets came."""
         loop = asyncio.get_running_loop()
-        packets = await loop.run_in_executor(self._executor, self._conc.receive)
-        for packet in packets:
-            self._handle(packet)
+        received = await loop.run_in_executor(self._executor, self._poll_radio)
+        for packet, context in received:
+            self._handle(packet, context)
         if self._after_poll is not None:
             self._after_poll()
-        return len(packets)
+        return len(received)
+
+    def _poll_radio(self) -> list[tuple[RxPacket, bytes]]:
+        """Radio thread: receive, stamp contexts, then give the TX side its turn."""
+        packets = self._conc.receive()
+        received = [(p, self.session.context_for(p.count_us)) for p in packets]
+        if self._radio_service is not None:
+            self._radio_service()
+        return received
 
     def _clock_synced(self) -> bool:
         now = time.monotonic()
@@ -100,7 +135,7 @@ class RadioLoop:
             self._synced, self._synced_checked = synced, now
         return self._synced
 
-    def _handle(self, packet: RxPacket) -> None:
+    def _handle(self, packet: RxPacket, context: bytes) -> None:
         self.counters.rx_received += 1
         self.counters.per_frequency[packet.frequency_hz] += 1
         if packet.crc_status is CrcStatus.CRC_OK:
@@ -115,7 +150,6 @@ class RadioLoop:
                 self.counters.drop("edge_" + verdict.reason)
                 return
             flags = ",".join(sorted(verdict.flags))
-        wraps = self.epoch.observe(packet.count_us)
         received_ns = time.time_ns()
         synced = self._clock_synced()
         plausible = synced or received_ns >= PLAUSIBLE_EPOCH_NS
@@ -126,7 +160,7 @@ class RadioLoop:
             gateway_id=self._gateway_id,
             uplink_id=uplink_id,
             gw_time_ns=received_ns if plausible else None,
-            context=make_context(packet.count_us, self._session_id, wraps),
+            context=context,
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags

@@ -2,6 +2,9 @@
 
 Stats are a snapshot, not history: when the link is down the snapshot is simply
 skipped (never buffered), and the next one carries the up-to-date counters.
+The TX side (downlink counters, duty-cycle use per sub-band, ``config_version``)
+comes from the downlink path; ChirpStack compares ``config_version`` with its own
+and sends ``command/config`` when they differ.
 """
 
 from __future__ import annotations
@@ -26,8 +29,13 @@ class _HasStats(Protocol):
     def stats(self) -> object: ...
 
 
+class _FillsTxStats(Protocol):
+    def fill_stats(self, msg: gw_pb2.GatewayStats) -> None: ...
+
+
 def build_stats(
-    gateway_id: str, counters: UplinkCounters, buffer_stats: object
+    gateway_id: str, counters: UplinkCounters, buffer_stats: object,
+    downlink: _FillsTxStats | None = None,
 ) -> gw_pb2.GatewayStats:
     msg = gw_pb2.GatewayStats()
     msg.gateway_id = gateway_id
@@ -44,23 +52,29 @@ def build_stats(
             msg.metadata[f"buffer_{name}"] = text
     for reason, n in sorted(counters.dropped.items()):
         msg.metadata[f"drop_{reason}"] = str(n)
+    if downlink is not None:
+        downlink.fill_stats(msg)
     return msg
 
 
 class StatsPublisher:
     def __init__(self, link: MqttLink, topics: Topics, gateway_id: str, counters: UplinkCounters,
-                 buffer: _HasStats, *, interval_s: float, marshaler: str) -> None:
+                 buffer: _HasStats, *, interval_s: float, marshaler: str,
+                 downlink: _FillsTxStats | None = None) -> None:
         self._link = link
         self._topic = topics.event("stats")
         self._gateway_id = gateway_id
         self._counters = counters
         self._buffer = buffer
-        self._interval_s = interval_s
+        self.interval_s = interval_s
+        """Settable: ``command/config`` may carry the server's stats interval."""
         self._marshaler = marshaler
+        self._downlink = downlink
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self._interval_s)
-            msg = build_stats(self._gateway_id, self._counters, self._buffer.stats())
+            await asyncio.sleep(self.interval_s)
+            msg = build_stats(self._gateway_id, self._counters, self._buffer.stats(),
+                              self._downlink)
             if not self._link.publish(self._topic, marshal(msg, self._marshaler), qos=0):
                 log.debug("stats_skipped", reason="backhaul down")

@@ -73,15 +73,20 @@ def find_header_chip(gpiod: Any, labels: tuple[str, ...] = HEADER_CHIP_LABELS) -
     raise GpioError(f"no GPIO chip labelled {' or '.join(labels)} (found: {sorted(found)})")
 
 
-def open_output_line(bcm_pin: int) -> GpiodLine | RpiGpioLine:
-    """An output line for header pin ``bcm_pin`` (BCM number), driven low to start."""
+def open_output_line(bcm_pin: int, labels: tuple[str, ...] = HEADER_CHIP_LABELS
+                     ) -> GpiodLine | RpiGpioLine:
+    """An output line for header pin ``bcm_pin`` (BCM number), driven low to start.
+
+    The character device is tried first, its chip chosen by ``labels``; RPi.GPIO
+    only when the gpiod 2.x bindings are not installed.
+    """
     try:
         import gpiod
     except ImportError:
         gpiod = None
     if gpiod is not None and hasattr(gpiod, "request_lines"):
         try:
-            return GpiodLine(gpiod, find_header_chip(gpiod), bcm_pin)
+            return GpiodLine(gpiod, find_header_chip(gpiod, labels), bcm_pin)
         except OSError as exc:
             raise GpioError(f"cannot request GPIO {bcm_pin}: {exc}") from exc
     try:

@@ -71,7 +71,15 @@ class Field:
 # name, address, offset, width, signed, read_only, default
 _Row = tuple[str, int, int, int, bool, bool, int]
 
+AGC_MCU_BASE = 0x5780
+ARB_MCU_BASE = 0x6080
+AGC_FW_RAM = 0x0000
+ARB_FW_RAM = 0x2000
+MCU_FW_SIZE = 8192
+"""Each MCU's firmware RAM: 4,096 14-bit words stored as 2 bytes each."""
+
 _COMMON: tuple[_Row, ...] = (
+    ("COMMON_PAGE", 0x5600, 0, 2, False, False, 0),
     ("COMMON_CTRL0_CLK32_RIF_CTRL", 0x5601, 4, 1, False, False, 0),
     ("COMMON_CTRL0_HOST_RADIO_CTRL", 0x5601, 3, 1, False, False, 1),
     ("COMMON_CTRL0_SX1261_MODE_RADIO_B", 0x5601, 1, 1, False, False, 1),
@@ -83,7 +91,12 @@ _COMMON: tuple[_Row, ...] = (
     ("COMMON_VERSION", 0x5606, 0, 8, False, True, 0x10),
     ("GPIO_DIR_L", 0x5641, 0, 8, False, False, 0),
     ("GPIO_OUT_L", 0x5643, 0, 8, False, False, 0),
+    ("AGC_MCU_CTRL_CLK_EN", 0x5780, 4, 1, False, False, 1),
     ("AGC_MCU_CTRL_FORCE_HOST_FE_CTRL", 0x5780, 3, 1, False, False, 0),
+    ("AGC_MCU_CTRL_MCU_CLEAR", 0x5780, 2, 1, False, False, 1),
+    ("AGC_MCU_CTRL_HOST_PROG", 0x5780, 1, 1, False, False, 0),
+    ("AGC_MCU_CTRL_PARITY_ERROR", 0x5780, 0, 1, False, True, 0),
+    ("AGC_MCU_STATUS", 0x5781, 0, 8, False, True, 0),
     ("AGC_MCU_RF_EN_A_RADIO_RST", 0x5783, 3, 1, False, False, 0),
     ("AGC_MCU_RF_EN_A_RADIO_EN", 0x5783, 2, 1, False, False, 0),
     ("AGC_MCU_RF_EN_A_PA_EN", 0x5783, 1, 1, False, False, 0),
@@ -92,6 +105,9 @@ _COMMON: tuple[_Row, ...] = (
     ("AGC_MCU_RF_EN_B_RADIO_EN", 0x5784, 2, 1, False, False, 0),
     ("AGC_MCU_RF_EN_B_PA_EN", 0x5784, 1, 1, False, False, 0),
     ("AGC_MCU_RF_EN_B_LNA_EN", 0x5784, 0, 1, False, False, 0),
+    # mailbox n is written at 0x578C - n and read back at 0x5790 - n
+    *((f"AGC_MCU_MAILBOX_WR_{n}", 0x578C - n, 0, 8, False, False, 0) for n in range(4)),
+    *((f"AGC_MCU_MAILBOX_RD_{n}", 0x5790 - n, 0, 8, False, True, 0) for n in range(4)),
     ("CLK_CTRL_CLK_SEL_CLKDIV_EN", 0x57C0, 2, 1, False, False, 0),
     ("CLK_CTRL_CLK_SEL_CLK_RADIO_B_SEL", 0x57C0, 1, 1, False, False, 0),
     ("CLK_CTRL_CLK_SEL_CLK_RADIO_A_SEL", 0x57C0, 0, 1, False, False, 0),
@@ -130,6 +146,18 @@ _RX_TOP: tuple[_Row, ...] = (
     ("FSK_RADIO_SELECT", 0x5B54, 1, 1, False, False, 0),
     ("FSK_BIT_RATE_MSB", 0x5B5B, 0, 8, False, False, 0),
     ("FSK_BIT_RATE_LSB", 0x5B5C, 0, 8, False, False, 0),
+)
+
+_ARB: tuple[_Row, ...] = (
+    ("ARB_MCU_CTRL_CLK_EN", 0x6080, 5, 1, False, False, 1),
+    ("ARB_MCU_CTRL_RADIO_RST", 0x6080, 4, 1, False, False, 0),
+    ("ARB_MCU_CTRL_FORCE_HOST_FE_CTRL", 0x6080, 3, 1, False, False, 0),
+    ("ARB_MCU_CTRL_MCU_CLEAR", 0x6080, 2, 1, False, False, 1),
+    ("ARB_MCU_CTRL_HOST_PROG", 0x6080, 1, 1, False, False, 0),
+    ("ARB_MCU_CTRL_PARITY_ERROR", 0x6080, 0, 1, False, True, 0),
+    ("ARB_MCU_STATUS", 0x6081, 0, 8, False, True, 0),
+    *((f"ARB_DEBUG_CFG_{n}", 0x6089 + n, 0, 8, False, False, 0) for n in range(4)),
+    *((f"ARB_DEBUG_STS_{n}", 0x608D + n, 0, 8, False, True, 0) for n in range(16)),
 )
 
 _TIMESTAMP_OTP: tuple[_Row, ...] = (
@@ -197,7 +225,7 @@ _TX_CHAIN: tuple[_Row, ...] = (
 
 def _build() -> Mapping[str, Field]:
     fields: dict[str, Field] = {}
-    rows: list[_Row] = [*_COMMON, *_RX_TOP, *_TIMESTAMP_OTP]
+    rows: list[_Row] = [*_COMMON, *_RX_TOP, *_ARB, *_TIMESTAMP_OTP]
     for chain, letter in enumerate("AB"):
         rows += [(f"TX_{letter}_{name}", TX_BASE[chain] + off, bit, width, signed, ro, default)
                  for name, off, bit, width, signed, ro, default in _TX_CHAIN]

@@ -1,11 +1,9 @@
 """The SX1302 concentrator driver: one code path for the real chip and the emulator.
 
-Only the :class:`~hal.interface.SpiTransport` and the GPIO lines differ between a
-Raspberry Pi and a test: this module drives registers, radios and the RX buffer
-through real SPI frames either way.
-
-Not yet done (phase 2): AGC/ARB firmware load and handshakes, temperature
-compensation of RSSI, GPS. A real chip needs the firmware to demodulate.
+Only the :class:`~hal.interface.SpiTransport`, the GPIO lines and the I2C bus
+differ between a Raspberry Pi and a test: this module drives registers, radios,
+firmware and the RX buffer through real SPI frames either way. The bring-up
+steps live in :mod:`hal.bringup`, the MCU dialogues in :mod:`hal.mcu`.
 """
 
 from __future__ import annotations
@@ -15,24 +13,19 @@ from collections.abc import Callable
 
 import structlog
 
+from hal import bringup
+from hal.board_power import BoardLines, hold_in_reset, power_up_and_reset
 from hal.counter import CounterExtender, read_counters
 from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError
+from hal.firmware import FirmwareImages
 from hal.interface import OutputLine, SpiTransport
-from hal.plan import (
-    FSK_CHAIN,
-    SERVICE_CHAIN,
-    IfChain,
-    RadioLayout,
-    if_to_reg,
-    reg_to_if,
-    resolve_plan,
-)
+from hal.mcu import Mcus
+from hal.plan import FSK_CHAIN, IfChain, RadioLayout, if_to_reg, reg_to_if, resolve_plan
 from hal.registers import RX_FIFO_ADDR, RX_NB_BYTES_MSB, Registers, tx_field
 from hal.rx_record import RxRecord, parse_rx_buffer
 from hal.spi import Sx1302Spi
-from hal.sx1250 import Sx1250
-from hal.timing import BW_CODES, CR_FROM_CODE, decoder_delay_us, fsk_decoder_delay_us
-from hal.tx import decode_tx_status, load_and_trigger
+from hal.timing import CR_FROM_CODE, decoder_delay_us, fsk_decoder_delay_us
+from hal.tx import TX_STATUS_FREE, decode_tx_status, load_and_trigger
 from hal.types import (
     COUNTER_MODULO,
     ChannelPlan,
@@ -48,65 +41,85 @@ from hardware.board import BoardProfile, get_board
 log = structlog.get_logger(__name__)
 
 CHIP_VERSION = 0x10
-RESET_STEP_S = 0.1
-RADIO_RESET_HOLD_S = 0.5
-RADIO_SETTLE_S = 0.01
 FREQ_OFFSET_LSB_125K_HZ = 125_000 * 32 / (1 << 6) / (1 << 19)
 FSK_RSSI_POLY = (90.636423, 0.420835, 0.007129, -0.000026)
 FSK_SNR_DB = 0.0  # the FSK demodulator reports no SNR
+NOMINAL_TEMPERATURE_C = 25.0
+"""Used for RSSI compensation on boards without a sensor (and when a read fails)."""
+TEMPERATURE_MAX_AGE_S = 10.0
+COUNTER_WRAP_S = (1 << 27) / 1e6
+"""The chip's µs count wraps every 134.2 s; reads further apart than this lose a wrap."""
+TX_ABORT_TIMEOUT_S = 1.0
+TX_ABORT_POLL_S = 0.001
 
 
 class NotStartedError(HalError):
     """receive/send/tx_state called before start() succeeded."""
 
 
+class TxAbortError(HalError):
+    """The TX chain did not come back to FREE after its triggers were cleared."""
+
+
 class Sx1302Concentrator:
-    """:class:`hal.interface.Concentrator` for an SX1302 with two SX1250 radios."""
+    """:class:`hal.interface.Concentrator` for an SX1302/SX1303 with two SX1250 radios.
+
+    ``firmware`` None skips the AGC/ARB load (the emulator's default: it needs
+    none); a real chip always gets the images. ``temperature`` returns °C from the
+    board's sensor; without it RSSI is compensated at a nominal 25 °C.
+    """
 
     def __init__(self, spi: SpiTransport, *, reset: OutputLine | None = None,
                  power: OutputLine | None = None, board: BoardProfile | None = None,
-                 spi_name: str = "emulator", sleep: Callable[[float], None] = time.sleep) -> None:
+                 spi_name: str = "emulator", sleep: Callable[[float], None] = time.sleep,
+                 lines: BoardLines | None = None, firmware: FirmwareImages | None = None,
+                 temperature: Callable[[], float] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._transport = spi
         self._spi = Sx1302Spi(spi)
         self._regs = Registers(self._spi)
-        self._reset_line = reset
-        self._power_line = power
+        self._lines = lines if lines is not None else BoardLines(reset=reset, power=power)
         self.board = board if board is not None else get_board("corecell")
         self.spi_name = spi_name
         self._sleep = sleep
+        self._clock = clock
+        self._firmware = firmware
+        self._read_temperature = temperature
+        self._temperature: tuple[float, float] | None = None  # (°C, when read)
         self.rx_errors = RxErrorCounters()
         self._counter = CounterExtender()
+        self._last_counter_read: float | None = None
         self._layout: RadioLayout | None = None
         self._last_tx_chain = 0
+        self.model = "unknown"
 
     # --- bring-up ------------------------------------------------------------------------------
     def start(self, plan: ChannelPlan) -> None:
         layout = resolve_plan(plan)  # refuse a bad plan before touching the hardware
         self._layout = None
-        self._hardware_reset()
-        self._check_version()
-        self._bring_up_radios(layout)
-        self._configure_channels(layout)
-        self._configure_tx_and_gps()
-        self._enable_modems(layout)
+        power_up_and_reset(self._lines, self.board, self._sleep)
+        self.check_version()
+        self.model = bringup.read_model(self._regs)
+        bringup.bring_up_radios(self._regs, layout, self.board, self._sleep)
+        bringup.configure_channels(self._regs, layout)
+        bringup.enable_modems(self._regs, layout)
+        if self._firmware is not None:
+            self._start_mcus(self._firmware)
+        bringup.configure_tx_and_gps(self._regs)
         self._counter = CounterExtender()
-        self._counter.update(read_counters(self._spi))
+        self._read_counter()
         self._layout = layout
         log.info("concentrator_started", spi=self.spi_name, board=self.board.name,
+                 model=self.model, firmware=self._firmware is not None,
                  radio_centres_hz=list(layout.centres_hz))
 
-    def _hardware_reset(self) -> None:
-        """Power on, then pulse the SX1302 reset high then low, 100 ms per step."""
-        if self._power_line is not None:
-            self._power_line.set(True)
-            self._sleep(RESET_STEP_S)
-        if self._reset_line is not None:
-            self._reset_line.set(True)
-            self._sleep(RESET_STEP_S)
-            self._reset_line.set(False)
-            self._sleep(RESET_STEP_S)
+    def probe(self) -> int:
+        """Power up, reset and read the version, without starting anything (doctor, provision)."""
+        power_up_and_reset(self._lines, self.board, self._sleep)
+        return self.check_version()
 
-    def _check_version(self) -> None:
+    def check_version(self) -> int:
+        """The version register; raises the clear errors an installer needs when it is wrong."""
         version = self._regs.read("COMMON_VERSION")
         if version == 0x00:
             raise ChipNotAnsweringError(
@@ -116,108 +129,14 @@ class Sx1302Concentrator:
             raise ChipVersionError(
                 f"concentrator on {self.spi_name} reports version 0x{version:02X}, expected "
                 f"0x{CHIP_VERSION:02X} (0xFF usually means nothing drives MISO)")
+        return version
 
-    def _radios(self, layout: RadioLayout) -> list[int]:
-        return sorted(set(layout.radios_used) | {self.board.clock_source})
-
-    def _bring_up_radios(self, layout: RadioLayout) -> None:
-        """Reset, calibrate the image band, then tune each radio and leave it in RX."""
-        radios = self._radios(layout)
-        for rf in radios:
-            self._reset_radio(rf)
-            self._regs.write(f"COMMON_CTRL0_SX1261_MODE_RADIO_{'AB'[rf]}", 1)
-        self._select_clock(self.board.clock_source)
-        self._regs.write("AGC_MCU_CTRL_FORCE_HOST_FE_CTRL", 1)
-        self._regs.write("AGC_MCU_RF_EN_A_PA_EN", 0)
-        self._regs.write("AGC_MCU_RF_EN_A_LNA_EN", 0)
-        for rf in radios:
-            Sx1250(self._spi, rf, self._sleep).calibrate_image(layout.centres_hz[rf])
-        self._regs.write("AGC_MCU_CTRL_FORCE_HOST_FE_CTRL", 0)
-        for rf in radios:
-            self._reset_radio(rf)
-            Sx1250(self._spi, rf, self._sleep).setup_rx(layout.centres_hz[rf])
-            self._regs.write(f"COMMON_CTRL0_SX1261_MODE_RADIO_{'AB'[rf]}", 1)
-        self._select_clock(self.board.clock_source)
-        self._regs.write("COMMON_CTRL0_HOST_RADIO_CTRL", 0)
-
-    def _reset_radio(self, rf: int) -> None:
-        letter = "AB"[rf]
-        self._regs.write("COMMON_CTRL0_CLK32_RIF_CTRL", 0)  # SPI clock while the radio resets
-        self._regs.write(f"AGC_MCU_RF_EN_{letter}_RADIO_EN", 1)
-        self._regs.write(f"AGC_MCU_RF_EN_{letter}_RADIO_RST", 1)
-        self._sleep(RADIO_RESET_HOLD_S)
-        self._regs.write(f"AGC_MCU_RF_EN_{letter}_RADIO_RST", 0)
-        self._sleep(RADIO_SETTLE_S)
-        self._regs.write(f"AGC_MCU_RF_EN_{letter}_RADIO_RST", 1)
-        self._sleep(RADIO_SETTLE_S)
-
-    def _select_clock(self, rf: int) -> None:
-        self._regs.write("CLK_CTRL_CLK_SEL_CLK_RADIO_A_SEL", int(rf == 0))
-        self._regs.write("CLK_CTRL_CLK_SEL_CLK_RADIO_B_SEL", int(rf == 1))
-        self._regs.write("CLK_CTRL_CLK_SEL_CLKDIV_EN", 1)
-        self._regs.write("COMMON_CTRL0_CLK32_RIF_CTRL", 1)
-
-    def _configure_channels(self, layout: RadioLayout) -> None:
-        """Radio selection, IF frequencies, correlators and service/FSK modems."""
-        regs = self._regs
-        regs.write("RX_TOP_RX_BUFFER_LEGACY_TIMESTAMP", 1)  # stamp at end of packet
-        regs.write("GPIO_DIR_L", 0x7F)
-        multi = [c for c in layout.chains if c.index < SERVICE_CHAIN]
-        regs.write("RX_TOP_RADIO_SELECT", sum(c.rf_chain << c.index for c in multi))
-        for c in layout.chains:
-            self._write_if(c)
-        sf_mask = 0
-        for c in multi:
-            for sf in c.channel.spreading_factors:
-                sf_mask |= 1 << (sf - 5)
-        channel_mask = sum(1 << c.index for c in multi)
-        regs.write("RX_TOP_CORRELATOR_SF_EN", sf_mask or 0xFF)
-        regs.write("RX_TOP_CORR_CLOCK_ENABLE", channel_mask)
-        regs.write("RX_TOP_CORRELATOR_EN", channel_mask)
-        for prefix in ("SF5", "SF6"):
-            regs.write(f"RX_TOP_FRAME_SYNCH0_{prefix}_PEAK1_POS", 2)
-            regs.write(f"RX_TOP_FRAME_SYNCH1_{prefix}_PEAK2_POS", 4)
-        regs.write("RX_TOP_FRAME_SYNCH0_SF7TO12_PEAK1_POS", 6)  # LoRaWAN public sync word
-        regs.write("RX_TOP_FRAME_SYNCH1_SF7TO12_PEAK2_POS", 8)
-        service = layout.chain(SERVICE_CHAIN)
-        if service is not None:
-            sf = service.channel.spreading_factors[0]
-            regs.write("SERVICE_RADIO_SELECT", service.rf_chain)
-            regs.write("SERVICE_MODEM_SF", sf)
-            regs.write("SERVICE_MODEM_BW", BW_CODES[service.channel.bandwidth_hz])
-            regs.write("SERVICE_FRAME_SYNCH0_PEAK1_POS", 6 if sf >= 7 else 2)
-            regs.write("SERVICE_FRAME_SYNCH1_PEAK2_POS", 8 if sf >= 7 else 4)
-            regs.write("SERVICE_MODEM_EN", 1)
-        fsk = layout.chain(FSK_CHAIN)
-        if fsk is not None:
-            regs.write("FSK_RADIO_SELECT", fsk.rf_chain)
-            bit_rate = 32_000_000 // fsk.channel.datarate_bps
-            regs.write("FSK_BIT_RATE_MSB", (bit_rate >> 8) & 0xFF)
-            regs.write("FSK_BIT_RATE_LSB", bit_rate & 0xFF)
-
-    def _write_if(self, chain: IfChain) -> None:
-        reg = if_to_reg(chain.if_hz)
-        prefix = {SERVICE_CHAIN: "SERVICE_FREQ", FSK_CHAIN: "FSK_FREQ"}.get(
-            chain.index, f"RX_TOP_FREQ_{chain.index}")
-        self._regs.write(f"{prefix}_MSB", (reg >> 8) & 0x1F)
-        self._regs.write(f"{prefix}_LSB", reg & 0xFF)
-
-    def _configure_tx_and_gps(self) -> None:
-        for chain in (0, 1):
-            self._regs.write(tx_field(chain, "TX_RFFE_IF_CTRL2_PLL_DIV_CTRL_AGC"), 1)
-            self._regs.write(tx_field(chain, "TX_RFFE_IF_CTRL_TX_IF_DST"), 1)
-            self._regs.write(tx_field(chain, "TX_RFFE_IF_CTRL_TX_MODE"), 1)
-            self._regs.write(tx_field(chain, "TX_RFFE_IF_CTRL_TX_CLK_EDGE"), 0)
-        self._regs.write("TIMESTAMP_GPS_CTRL_GPS_EN", 1)
-        self._regs.write("TIMESTAMP_GPS_CTRL_GPS_POL", 1)
-
-    def _enable_modems(self, layout: RadioLayout) -> None:
-        self._regs.write("COMMON_GEN_CONCENTRATOR_MODEM_ENABLE",
-                         int(any(c.index < SERVICE_CHAIN for c in layout.chains)))
-        self._regs.write("COMMON_GEN_MBWSSF_MODEM_ENABLE",
-                         int(layout.chain(SERVICE_CHAIN) is not None))
-        self._regs.write("COMMON_GEN_FSK_MODEM_ENABLE", int(layout.chain(FSK_CHAIN) is not None))
-        self._regs.write("COMMON_GEN_GLOBAL_EN", 1)
+    def _start_mcus(self, images: FirmwareImages) -> None:
+        mcus = Mcus(self._regs, self._sleep)
+        mcus.load("AGC", images.agc)
+        mcus.start_agc(images.agc_version)
+        mcus.load("ARB", images.arb)
+        mcus.start_arb(images.arb_version)
 
     # --- receive -------------------------------------------------------------------------------
     def _started(self) -> RadioLayout:
@@ -237,7 +156,7 @@ class Sx1302Concentrator:
         layout = self._started()
         waiting = self._bytes_waiting()
         data = self._spi.burst_read(RX_FIFO_ADDR, waiting, fifo=True) if waiting else b""
-        self._counter.update(read_counters(self._spi))  # after the fetch: packets predate it
+        self._read_counter()  # after the fetch: the packets predate this sample
         packets = []
         for record in parse_rx_buffer(data, self.rx_errors):
             packet = self._to_packet(record, layout)
@@ -264,7 +183,7 @@ class Sx1302Concentrator:
             payload=rec.payload, frequency_hz=chain.channel.frequency_hz, if_chain=chain.index,
             rf_chain=chain.rf_chain, modulation=Modulation.LORA,
             spreading_factor=rec.spreading_factor, bandwidth_hz=bw, code_rate=code_rate,
-            crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + self.board.rssi_offset_db,
+            crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + self._rssi_correction_db(),
             snr_db=rec.snr_raw / 4,
             count_us=(self._counter.expand_packet(rec.timestamp_ticks) - delay) % COUNTER_MODULO,
             freq_offset_hz=rec.freq_offset_raw * FREQ_OFFSET_LSB_125K_HZ * (bw // 125_000)
@@ -274,7 +193,7 @@ class Sx1302Concentrator:
 
     def _fsk_packet(self, rec: RxRecord, chain: IfChain) -> RxPacket:
         raw = float(rec.rssi_chan_raw)
-        rssi = sum(k * raw**i for i, k in enumerate(FSK_RSSI_POLY)) + self.board.rssi_offset_db
+        rssi = sum(k * raw**i for i, k in enumerate(FSK_RSSI_POLY)) + self._rssi_correction_db()
         delay = fsk_decoder_delay_us(chain.channel.datarate_bps)
         return RxPacket(
             payload=rec.payload, frequency_hz=chain.channel.frequency_hz, if_chain=chain.index,
@@ -289,6 +208,36 @@ class Sx1302Concentrator:
         self.rx_errors.add(reason)
         log.warning("rx_record_dropped", reason=reason, detail=detail)
 
+    @property
+    def has_temperature_sensor(self) -> bool:
+        return self._read_temperature is not None
+
+    def read_sensor_c(self) -> float:
+        """A fresh sensor reading; raises :class:`HalError` (doctor wants the reason)."""
+        if self._read_temperature is None:
+            raise HalError(f"board {self.board.name!r} has no temperature sensor")
+        return self._read_temperature()
+
+    def temperature_c(self) -> float:
+        """Board temperature, read at most every 10 s; nominal 25 °C without a working sensor."""
+        now = self._clock()
+        if self._temperature is not None and now - self._temperature[1] < TEMPERATURE_MAX_AGE_S:
+            return self._temperature[0]
+        celsius = NOMINAL_TEMPERATURE_C
+        if self._read_temperature is not None:
+            try:
+                celsius = self._read_temperature()
+            except HalError as exc:
+                self.rx_errors.add("temperature_read")
+                log.warning("temperature_read_failed", error=str(exc))
+        self._temperature = (celsius, now)
+        return celsius
+
+    def _rssi_correction_db(self) -> float:
+        """Board RSSI offset plus the temperature polynomial, as the reference applies them."""
+        return self.board.rssi_offset_db + self.board.rssi_temperature_offset_db(
+            self.temperature_c())
+
     # --- transmit, clock, identity -----------------------------------------------------------
     def send(self, packet: TxPacket) -> None:
         self._started()
@@ -299,22 +248,48 @@ class Sx1302Concentrator:
         self._started()
         return decode_tx_status(self._regs.read(tx_field(self._last_tx_chain, "TX_FSM_STATUS")))
 
+    def abort_tx(self, rf_chain: int | None = None) -> None:
+        """Clear every trigger of the chain and wait (bounded) until its FSM reports FREE."""
+        self._started()
+        chain = self._last_tx_chain if rf_chain is None else rf_chain
+        for name in ("TX_TRIG_IMMEDIATE", "TX_TRIG_DELAYED", "TX_TRIG_GPS"):
+            self._regs.write(tx_field(chain, name), 0)
+        status = -1
+        for _ in range(round(TX_ABORT_TIMEOUT_S / TX_ABORT_POLL_S)):
+            status = self._regs.read(tx_field(chain, "TX_FSM_STATUS"))
+            if status == TX_STATUS_FREE:
+                return
+            self._sleep(TX_ABORT_POLL_S)
+        raise TxAbortError(f"TX chain {chain} still reports status 0x{status:02X} "
+                           f"{TX_ABORT_TIMEOUT_S:g} s after abort")
+
+    def _read_counter(self) -> tuple[int, int]:
+        """One counter sample; warns when reads were too far apart to have seen every wrap."""
+        now = self._clock()
+        if self._last_counter_read is not None and now - self._last_counter_read > COUNTER_WRAP_S:
+            self.rx_errors.add("counter_read_gap")
+            log.error("counter_read_gap", seconds=round(now - self._last_counter_read, 1),
+                      limit_s=round(COUNTER_WRAP_S, 1))
+        self._last_counter_read = now
+        return self._counter.update(read_counters(self._spi))
+
     def counter_us(self) -> int:
-        inst, _pps = self._counter.update(read_counters(self._spi))
+        inst, _pps = self._read_counter()
         return inst
 
     def pps_counter_us(self) -> int:
         """The counter value latched at the last GPS PPS edge (32-bit µs)."""
-        _inst, pps = self._counter.update(read_counters(self._spi))
+        _inst, pps = self._read_counter()
         return pps
 
     def eui(self) -> bytes:
         """The 8-byte chip EUI from OTP, most significant byte first."""
-        out = bytearray()
-        for i in range(8):
-            self._regs.write("OTP_BYTE_ADDR", i)
-            out.append(self._regs.read("OTP_RD_DATA"))
-        return bytes(out)
+        return bringup.read_eui(self._regs)
+
+    def read_model(self) -> str:
+        """"SX1302" or "SX1303" (fine timestamps exist only on the SX1303)."""
+        self.model = bringup.read_model(self._regs)
+        return self.model
 
     def stop(self) -> None:
         """Stop receiving and hold the radios in reset; the chip can be started again."""
@@ -329,14 +304,15 @@ class Sx1302Concentrator:
         log.info("concentrator_stopped", spi=self.spi_name)
 
     def close(self) -> None:
-        """Stop, then release the SPI device and GPIO lines."""
+        """Stop, hold the board in reset, then release the SPI device and GPIO lines."""
         try:
             self.stop()
         finally:
-            self._transport.close()
-            for line in (self._reset_line, self._power_line):
-                if line is not None:
-                    line.close()
+            try:
+                hold_in_reset(self._lines, self.board)
+            finally:
+                self._transport.close()
+                self._lines.close()
 
 
 def _crc_status(rec: RxRecord) -> CrcStatus:

@@ -24,7 +24,13 @@ def _bw_factor(bw_hz: int) -> int:
 
 
 def low_datarate_optimize(sf: int, bw_hz: int) -> bool:
-    """Symbols of 16 ms or more need the low-data-rate mode (SF11/12 at 125 kHz, SF12 at 250)."""
+    """Symbols of 16 ms or more need the low-data-rate mode (SF11/12 at 125 kHz, SF12 at 250).
+
+    This is the rule the reference driver uses when it programs the modem (TX
+    PPM_OFFSET, RX decoder delay). Its ``lgw_time_on_air`` instead assumes the mode
+    for SF11/12 at every bandwidth, overstating e.g. SF12/500 kHz frames; time on
+    air here follows what the chip actually transmits.
+    """
     return (bw_hz == 125_000 and sf >= 11) or (bw_hz == 250_000 and sf == 12)
 
 

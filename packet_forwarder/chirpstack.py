@@ -165,11 +165,38 @@ def with_replay_metadata(body: bytes, hold_ms: int, clock_synced: bool) -> bytes
     frame from a live one and how late it is; ``clock_synced=false`` warns that
     ``gw_time`` came from an unsynchronised clock.
     """
+    return with_delivery_metadata(body, buffered=True, hold_ms=hold_ms,
+                                  clock_synced=clock_synced)
+
+
+def with_delivery_metadata(
+    body: bytes, *, buffered: bool, hold_ms: int | None, clock_synced: bool,
+    rewrite_gw_time: bool = False, gw_time_ns: int | None = None, corrected: bool = False,
+) -> bytes:
+    """A stored ``UplinkFrame`` with what the buffer knows about its timing at publish.
+
+    ``rewrite_gw_time`` replaces ``gw_time`` with ``gw_time_ns`` or, when that is None,
+    removes it: a receive time that cannot be trusted is left out rather than
+    published wrong (a Pi without RTC would otherwise say 1970). ``corrected`` adds
+    ``gw_time_corrected=true`` when the time was rebuilt from the boot clock after
+    NTP synchronised. ``hold_ms`` None (unknown, e.g. held over a reboot without a
+    synchronised clock) leaves ``hold_ms`` out.
+    """
     frame = from_protobuf(body, gw_pb2.UplinkFrame)
-    metadata = frame.rx_info.metadata
-    metadata["buffered"] = "true"
-    metadata["hold_ms"] = str(hold_ms)
+    info = frame.rx_info
+    metadata = info.metadata
+    if buffered:
+        metadata["buffered"] = "true"
+        if hold_ms is not None:
+            metadata["hold_ms"] = str(hold_ms)
     if not clock_synced:
         metadata["clock_synced"] = "false"
+    if rewrite_gw_time:
+        if gw_time_ns is None:
+            info.ClearField("gw_time")
+        else:
+            info.gw_time.FromNanoseconds(gw_time_ns)
+            if corrected:
+                metadata["gw_time_corrected"] = "true"
     serialised: bytes = frame.SerializeToString()
     return serialised

@@ -22,6 +22,7 @@ from packet_forwarder.chirpstack import (
     UnknownMarshalerError,
     from_protobuf,
     marshal,
+    with_delivery_metadata,
     with_replay_metadata,
 )
 from packet_forwarder.mqtt_link import MqttLink
@@ -71,7 +72,14 @@ class MqttUplinkSink:
     def _encode(self, delivery: Delivery) -> bytes:
         record = delivery.record
         body = record.body
-        if delivery.replayed:
+        timing = delivery.timing
+        if timing is not None:
+            if delivery.replayed or timing.needs_rewrite:
+                body = with_delivery_metadata(
+                    body, buffered=delivery.replayed, hold_ms=timing.hold_ms,
+                    clock_synced=timing.clock_synced, rewrite_gw_time=timing.rewrite_gw_time,
+                    gw_time_ns=timing.gw_time_ns, corrected=timing.corrected)
+        elif delivery.replayed:
             body = with_replay_metadata(body, delivery.hold_ms, record.clock_synced)
         if self._marshaler == PROTOBUF:
             return body

@@ -141,3 +141,104 @@ class UplinkCollector:
 
 def stop_gracefully(gw: GatewayProcess, sig: signal.Signals = signal.SIGTERM) -> int:
     return gw.signal(sig)
+
+
+class NetworkServerStandIn:
+    """A network-server stand-in for downlink tests: sees uplinks and acks, sends commands.
+
+    Subscribes to every ``event/*`` of the gateway and to its ``state/conn``; the
+    gateway subscribes to its commands before it publishes ONLINE, so once
+    :meth:`wait_online` returns, a published command reaches it.
+    """
+
+    def __init__(self, port: int, gateway_id: str = GATEWAY_ID, prefix: str = "eu868") -> None:
+        self.base = f"{prefix}/gateway/{gateway_id}"
+        self.uplinks: list[gw_pb2.UplinkFrame] = []
+        self.acks: list[gw_pb2.DownlinkTxAck] = []
+        self.stats: list[gw_pb2.GatewayStats] = []
+        self.online = threading.Event()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ns-downlink")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect_async("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe([(f"{self.base}/event/+", 1), (f"{self.base}/state/conn", 1)])
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        from packet_forwarder.chirpstack import unmarshal
+
+        kind = msg.topic.rsplit("/", 1)[-1]
+        with self._lock:
+            if kind == "up":
+                self.uplinks.append(unmarshal(msg.payload, gw_pb2.UplinkFrame))
+            elif kind == "ack":
+                self.acks.append(unmarshal(msg.payload, gw_pb2.DownlinkTxAck))
+            elif kind == "stats":
+                self.stats.append(unmarshal(msg.payload, gw_pb2.GatewayStats))
+            elif kind == "conn":
+                state = unmarshal(msg.payload, gw_pb2.ConnState)
+                if state.state == gw_pb2.ConnState.State.ONLINE:
+                    self.online.set()
+
+    def wait_online(self, timeout_s: float = 20.0) -> None:
+        if not self.online.wait(timeout_s):
+            raise TimeoutError("the gateway did not come ONLINE")
+
+    def command(self, name: str, payload: bytes) -> None:
+        self.client.publish(f"{self.base}/command/{name}", payload, qos=1).wait_for_publish(5)
+
+    def ack_for(self, downlink_id: int) -> gw_pb2.DownlinkTxAck | None:
+        with self._lock:
+            return next((a for a in self.acks if a.downlink_id == downlink_id), None)
+
+    def wait_ack(self, downlink_id: int, timeout_s: float = 10.0) -> gw_pb2.DownlinkTxAck:
+        found: list[gw_pb2.DownlinkTxAck] = []
+
+        def arrived() -> bool:
+            ack = self.ack_for(downlink_id)
+            if ack is not None:
+                found.append(ack)
+            return ack is not None
+
+        wait_for(arrived, timeout_s, f"the ack of downlink {downlink_id}")
+        return found[0]
+
+    def wait_uplink(self, phy_payload: bytes, timeout_s: float = 10.0) -> gw_pb2.UplinkFrame:
+        def find() -> gw_pb2.UplinkFrame | None:
+            with self._lock:
+                return next((u for u in self.uplinks if u.phy_payload == phy_payload), None)
+
+        wait_for(lambda: find() is not None, timeout_s, "the uplink")
+        frame = find()
+        assert frame is not None
+        return frame
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def downlink_frame(downlink_id: int, *items: dict[str, object],
+                   gateway_id: str = GATEWAY_ID) -> gw_pb2.DownlinkFrame:
+    """A ``DownlinkFrame``; each item: payload, frequency, power, sf, and delay_us+context
+    (class A) or no delay (class C, "immediately")."""
+    frame = gw_pb2.DownlinkFrame(downlink_id=downlink_id, gateway_id=gateway_id)
+    for spec in items:
+        item = frame.items.add(phy_payload=bytes(spec.get("payload", b"\x60" + bytes(12))))
+        tx = item.tx_info
+        tx.frequency = int(spec.get("frequency", 869_525_000))
+        tx.power = int(spec.get("power", 14))
+        tx.context = bytes(spec.get("context", b""))
+        lora = tx.modulation.lora
+        lora.spreading_factor = int(spec.get("sf", 9))
+        lora.bandwidth = 125_000
+        lora.code_rate = gw_pb2.CodeRate.CR_4_5
+        lora.polarization_inversion = True
+        if "delay_us" in spec:
+            tx.timing.delay.delay.FromMicroseconds(int(spec["delay_us"]))
+        else:
+            tx.timing.immediately.SetInParent()
+    return frame

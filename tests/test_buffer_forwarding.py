@@ -253,7 +253,8 @@ def test_drain_rate_is_limited_while_live_frames_pass(tmp_path: Path) -> None:
     async def main() -> None:
         clock = FakeClock()
         sink = FakeSink(up=False, auto_ack=True)
-        buf = make_buffer(tmp_path / "b.sqlite", sink, clock, drain_rate_per_s=10)
+        buf = make_buffer(tmp_path / "b.sqlite", sink, clock, drain_rate_per_s=10,
+                          drain_burst_s=1.0)
         await buf.open()
         submit(buf, "d1", 100, clock=clock)
         sink.up = True
@@ -422,3 +423,29 @@ def test_corruption_found_in_use_replaces_the_file(tmp_path: Path) -> None:
 
     run(main())
     assert len(list(tmp_path.glob("b.sqlite.corrupt-*"))) == 1
+
+
+def test_frames_held_through_an_outage_are_paced_even_first_of_their_device(
+        tmp_path: Path) -> None:
+    """After an outage, each device's first frame is "priority" (it found its device
+    idle) but stale: it must not bypass the drain rate, or a reconnect with 1,000
+    devices would dump 1,000 frames in front of a fresh uplink."""
+    async def main() -> None:
+        clock = FakeClock()
+        sink = FakeSink(up=False, auto_ack=True)
+        buf = make_buffer(tmp_path / "b.sqlite", sink, clock, drain_rate_per_s=100,
+                          drain_burst_s=0.1)
+        await buf.open()
+        held = [submit(buf, f"d{i}", 1, clock=clock)[0] for i in range(50)]
+        clock.advance(30.0)  # the outage
+        sink.up = True
+        buf.sink_ready()
+        assert sink.sent_seqs() == held[:10]  # 0.1 s worth of 100/s, no more
+        live = submit(buf, "fresh", 1, clock=clock)
+        assert sink.sent_seqs()[-1] == live[0]  # a live frame is not paced
+        clock.advance(0.1)
+        buf.sink_ready()
+        assert sink.sent_seqs()[11:] == held[10:20]
+        await buf.abort()
+
+    run(main())

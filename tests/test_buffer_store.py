@@ -160,3 +160,21 @@ def test_unopenable_path_raises_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     with pytest.raises(StoreError):
         FrameStore(tmp_path / "dir").open()
+
+
+def test_emptied_large_store_is_shrunk_and_wal_is_limited(tmp_path: Path) -> None:
+    """A long outage's space is given back once the backlog has drained, not before."""
+    path = tmp_path / "b.sqlite"
+    store = FrameStore(path, shrink_above=256 * 1024)
+    store.open()
+    assert store.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 4 * 1024 * 1024
+    records = [UplinkRecord(i, f"d{i % 7}", bytes(200), i, i, "b", True) for i in range(1, 5001)]
+    age = AgeLimit("b", 0, 0)
+    store.commit(CommitPlan(records, [], 10**9, age))
+    grown = store.file_bytes()
+    assert grown > 256 * 1024
+    store.commit(CommitPlan([], list(range(1, 2501)), 10**9, age))
+    assert store.file_bytes() >= grown // 2  # rows remain: free pages are kept for reuse
+    store.commit(CommitPlan([], list(range(2501, 5001)), 10**9, age))
+    assert store.rows == 0 and store.file_bytes() < 64 * 1024
+    store.close()

@@ -93,3 +93,33 @@ def test_run_with_bad_config_exits_2_without_starting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "buffer.drain_rate_per_s = -1" in result.stderr
     assert not (tmp_path / "buffer.sqlite").exists()
+
+
+def test_downlink_defaults_and_regions(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("")
+    config = load_config(path)
+    d = config.downlink
+    assert (d.load_margin_us, d.min_lead_us, d.immediate_lead_us) == (40_000, 30_000, 80_000)
+    assert d.guard_us > config.concentrator.poll_interval_s * 1e6
+    assert d.plan_file is None and config.concentrator.sub_band is None
+    path.write_text('[concentrator]\nregion = "US915"\nsub_band = 2\n')
+    assert load_config(path).concentrator.sub_band == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[concentrator]\nregion = "EU868"\nsub_band = 2\n', "concentrator.sub_band"),
+        ('[concentrator]\nregion = "US915"\nsub_band = 9\n', "concentrator.sub_band"),
+        ('[concentrator]\npoll_interval_s = 0.02\n[downlink]\nguard_ms = 10\n',
+         "downlink.guard_ms"),
+        ("[downlink]\nload_margin_ms = 5\n", "downlink.load_margin_ms"),
+        ("[downlink]\nimmediate_lead_ms = 20\n", "downlink.immediate_lead_ms"),
+        ('[concentrator]\nregion = "XX999"\n', "concentrator.region"),
+    ],
+)
+def test_downlink_settings_that_cannot_work_are_refused(text: str, key: str,
+                                                        tmp_path: Path) -> None:
+    error = check(text, tmp_path)
+    assert key in str(error)

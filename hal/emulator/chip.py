@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import structlog
 
+from hal.emulator.mcu import McuPair
+from hal.emulator.peripherals import Stts751Emulator
 from hal.emulator.radio import RadioEmulator
 from hal.emulator.records import RecordFields, encode_record
 from hal.emulator.transmit import TRIGGER_BITS, TxChainEmulator, TxLogEntry
@@ -50,6 +52,8 @@ DEFAULT_EUI = bytes.fromhex("0016c001ff1e0001")
 OTP_SIZE = 256
 OTP_MODEL_ID = 0xD0
 MODEL_SX1302 = 0x00
+MODEL_SX1303 = 0x03
+FIRMWARE_RAM_END = 0x4000
 MEMORY_SIZE = 0x8000
 FREQ_OFFSET_LSB_125K_HZ = 125_000 * 32 / (1 << 6) / (1 << 19)
 SERVICE_MODEM_ID = 16
@@ -68,7 +72,9 @@ class Sx1302Emulator:
 
     def __init__(self, *, eui: bytes = DEFAULT_EUI, clock: Callable[[], float] = time.monotonic,
                  counter_start_ticks: int = 0, board: BoardProfile | None = None,
-                 record_transcript: bool = False, fifo_capacity: int = FIFO_CAPACITY) -> None:
+                 record_transcript: bool = False, fifo_capacity: int = FIFO_CAPACITY,
+                 model_id: int = MODEL_SX1302, expected_firmware: tuple[bytes, bytes] | None = None,
+                 require_firmware: bool = False) -> None:
         if len(eui) != 8:
             raise ValueError("the EUI is 8 bytes")
         if not 0 <= counter_start_ticks < COUNTER_TICKS:
@@ -83,7 +89,14 @@ class Sx1302Emulator:
             self._mem[address] = value
         self._otp = bytearray(OTP_SIZE)
         self._otp[0:8] = eui
-        self._otp[OTP_MODEL_ID] = MODEL_SX1302
+        self._otp[OTP_MODEL_ID] = model_id
+        self.mcus = McuPair()
+        if expected_firmware is not None:
+            self.mcus.expected = {"AGC": expected_firmware[0], "ARB": expected_firmware[1]}
+        self.require_firmware = require_firmware
+        self.sensor = Stts751Emulator()
+        """The board's temperature sensor; its temperature also shapes the RSSI the chip reports."""
+        """When set, nothing is demodulated until both MCUs have been started (as on a chip)."""
         self._fifo = bytearray()
         self.fifo_capacity = fifo_capacity
         self.fifo_overflows = 0
@@ -197,6 +210,8 @@ class Sx1302Emulator:
     def _write_byte(self, address: int, value: int, now: int) -> None:
         if address >= MEMORY_SIZE or address in _READ_ONLY:
             return
+        if address < FIRMWARE_RAM_END:
+            self.mcus.check_ram_write(address, self._mem)
         for chain, base in enumerate(TX_PAYLOAD_ADDR):
             if base <= address < base + 0x100 and not self._mem[TX_BASE[chain] + 7] & 1:
                 return  # the TX buffer only takes data between WRITE_BUFFER=1 and 0
@@ -204,6 +219,7 @@ class Sx1302Emulator:
         self._mem[address] = value
         if address in RF_EN:
             self._update_radio(RF_EN.index(address), value)
+        self.mcus.on_write(address, previous, value, self._mem)
         for chain, base in enumerate(TX_BASE):
             if address == base:
                 self._trigger(chain, previous, value, now)
@@ -300,14 +316,14 @@ class Sx1302Emulator:
             raise ValueError("payload longer than 255 bytes")
         with self._lock:
             match = self._match_chain(frequency_hz, sf, bw_hz)
-            if match is None:
+            if match is None or (self.require_firmware and not self.mcus.running):
                 return None
             index, channel = match
             now = self.ticks()
             record = encode_record(RecordFields(
                 payload=bytes(payload), if_chain=index, spreading_factor=sf,
                 coding_rate=CR_CODES[cr], modem_id=self._modem_for(index, sf),
-                timestamp_ticks=now, rssi_raw=round(rssi_dbm - self.board.rssi_offset_db),
+                timestamp_ticks=now, rssi_raw=round(rssi_dbm - self._rssi_correction_db()),
                 snr_raw=round(snr_db * 4), crc_ok=crc_ok,
                 freq_offset_raw=round((frequency_hz - channel)
                                       / (FREQ_OFFSET_LSB_125K_HZ * bw_hz / 125_000)),
@@ -320,6 +336,11 @@ class Sx1302Emulator:
             self._fifo += record
             delay = decoder_delay_us(sf, bw_hz, CR_CODES[cr], len(payload), True)
             return (now // TICKS_PER_US - delay) % COUNTER_TICKS
+
+    def _rssi_correction_db(self) -> float:
+        """What the driver will add to the raw RSSI byte (offset and temperature term)."""
+        return self.board.rssi_offset_db + self.board.rssi_temperature_offset_db(
+            self.sensor.celsius)
 
     def _modem_for(self, index: int, sf: int) -> int:
         if index == 8:

@@ -1,0 +1,422 @@
+"""The downlink half of the daemon: ``command/down`` → TX queue → chip, and ``command/config``.
+
+The decisions (checks, timing, duty cycle, the just-in-time queue) live in
+``packet_forwarder.downlink`` and are pure; this module only wires them to the
+running gateway, respecting its one rule: every SPI call happens on the radio
+thread. So the split is:
+
+- loop thread: decode and decide a ``command/down`` (pure CPU), publish its ack,
+  and set a timer for the moment the queued packet becomes due;
+- radio thread: :meth:`DownlinkPath.service_radio`, run by the radio loop after
+  each ``receive()`` in the same executor job (and by that timer, so a packet is
+  loaded when it is due, not up to one poll interval later). It reads the
+  counter, hands due packets to the chip while its one TX slot is free, and
+  reports each to the handler.
+
+A ``command/config`` plan restarts the concentrator on the radio thread; the
+restart begins a new counter session (the counter restarts on real hardware), so
+queued packets are dropped and later answers to older uplinks are TOO_LATE. An
+accepted plan is written atomically to a JSON file and used at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from chirpstack_api.gw import gw_pb2
+
+from gateway.config import Config
+from gateway.radio_loop import RadioSession
+from hal.emulator.transmit import TxLogEntry
+from hal.errors import HalError
+from hal.interface import Concentrator
+from hal.types import COUNTER_MODULO, ChannelPlan, TxState
+from packet_forwarder.downlink import (
+    CounterClock,
+    DownlinkHandler,
+    DownlinkResult,
+    DutyCycle,
+    JitConfig,
+    JitQueue,
+    QueueItem,
+    TxLimits,
+    TxStatus,
+)
+from packet_forwarder.downlink.config_cmd import (
+    parse_gateway_configuration,
+    plan_from_dict,
+    plan_to_dict,
+)
+from packet_forwarder.downlink.jit import signed_delta
+from packet_forwarder.downlink.stats import fill_tx_stats
+from packet_forwarder.regions.model import Region
+
+log = structlog.get_logger(__name__)
+
+PLAN_FILE_NAME = "channel-plan.json"
+KICK_SLACK_S = 0.001
+"""The due-timer fires this long after the computed moment, so the packet is surely due."""
+
+Publish = Callable[[str, bytes], bool]
+
+
+class _StructlogBridge(logging.Handler):
+    """Sends the downlink core's stdlib log records to the daemon's structlog output.
+
+    The core logs with the standard library (it is a library); without this its
+    warnings would reach stderr unformatted, or not at all.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        method = getattr(log, level if level in ("debug", "info", "warning", "error") else "info")
+        method("downlink", detail=record.getMessage())
+
+
+def bridged_logger() -> logging.Logger:
+    """A private (unregistered) stdlib logger whose records go to structlog."""
+    logger = logging.Logger("gateway.downlink")
+    logger.propagate = False
+    logger.addHandler(_StructlogBridge())
+    return logger
+
+
+class InFlightAwareQueue(JitQueue):
+    """A :class:`JitQueue` that also remembers the packet the chip holds until it has left.
+
+    ``JitQueue.due`` forgets a packet once it is handed out, so a request arriving
+    in the ~40 ms before that packet starts (or while it is on air) could be placed
+    on top of it; the chip, still busy, would then make the new one miss its slot
+    after it had been acked OK. Here loaded packets stay visible to the collision
+    checks until they end, and class C placement starts after them.
+    """
+
+    def __init__(self, config: JitConfig) -> None:
+        super().__init__(config)
+        self._inflight: list[QueueItem] = []
+
+    def due(self, now_count_us: int, limit: int = 1) -> list[QueueItem]:
+        out = super().due(now_count_us, limit)
+        with self._lock:
+            self._prune(now_count_us)
+            self._inflight += out
+        return out
+
+    def _prune(self, now: int) -> None:
+        """Forget packets that have left (caller holds the lock)."""
+        self._inflight = [i for i in self._inflight if signed_delta(self._busy_end(i), now) > 0]
+
+    def schedule_immediate(self, item: QueueItem,
+                           now_count_us: int) -> tuple[TxStatus, QueueItem]:
+        with self._lock:
+            self._prune(now_count_us)
+            busy_us = max((signed_delta(self._busy_end(i), now_count_us)
+                           for i in self._inflight), default=0)
+        shift = max(0, busy_us - self.config.immediate_lead_us)
+        return super().schedule_immediate(item, (now_count_us + shift) % COUNTER_MODULO)
+
+    def clear(self) -> list[QueueItem]:
+        with self._lock:
+            self._inflight = []
+        return super().clear()
+
+    def _admit(self, item: QueueItem, now: int) -> TxStatus:
+        status = super()._admit(item, now)
+        if status is not TxStatus.OK:
+            return status
+        self._prune(now)
+        for other in self._inflight:
+            conflict = self._conflict(item, other)
+            if conflict is not None:
+                return conflict
+        return TxStatus.OK
+
+
+# --- the persisted channel plan ----------------------------------------------------------------
+
+
+class PlanStore:
+    """The channel plan last accepted from ``command/config``, as one JSON file.
+
+    Written to a temporary file, fsynced and renamed over the old one, so a power
+    cut leaves either the old plan or the new one, never half of one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, region: Region) -> tuple[ChannelPlan, str] | None:
+        """The stored plan and its version; None (with a log line) when absent or unusable."""
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("channel_plan_unreadable", path=str(self.path), error=str(exc))
+            return None
+        try:
+            if raw.get("region") != region.name:
+                raise ValueError(f"stored for region {raw.get('region')!r}, not {region.name}")
+            plan, version = plan_from_dict(raw)
+            low, high = region.band_hz
+            if any(not low <= c.frequency_hz <= high for c in plan.all_channels()):
+                raise ValueError(f"a channel is outside {region.name}")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.error("channel_plan_unusable", path=str(self.path), error=str(exc))
+            return None
+        return plan, version
+
+    def save(self, plan: ChannelPlan, version: str, region: Region) -> None:
+        """Replace the stored plan atomically; raises ``OSError``."""
+        data = {"region": region.name, **plan_to_dict(plan, version)}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, json.dumps(data, indent=1).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def plan_store_for(config: Config) -> PlanStore:
+    return PlanStore(config.downlink.plan_file or config.buffer.path.parent / PLAN_FILE_NAME)
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    plan: ChannelPlan
+    version: str
+    source: str
+    """"persisted" (from an earlier ``command/config``) or "region" (the region's default)."""
+
+
+def start_plan(config: Config, region: Region, store: PlanStore) -> StartPlan:
+    """A persisted plan takes precedence over the region's default one."""
+    stored = store.load(region)
+    if stored is not None:
+        return StartPlan(stored[0], stored[1], "persisted")
+    return StartPlan(region.default_channel_plan(config.concentrator.sub_band), "", "region")
+
+
+def jit_config(config: Config) -> JitConfig:
+    d = config.downlink
+    return JitConfig(load_margin_us=d.load_margin_us, min_lead_us=d.min_lead_us,
+                     max_advance_us=d.max_advance_us, guard_us=d.guard_us,
+                     immediate_lead_us=d.immediate_lead_us, capacity=d.queue_capacity)
+
+
+# --- the path itself ---------------------------------------------------------------------------
+
+
+class DownlinkPath:
+    """Owns the downlink handler, TX queue, duty cycle and counter clock of one gateway."""
+
+    def __init__(self, *, config: Config, region: Region, gateway_id: str,
+                 concentrator: Concentrator, radio_executor: Executor, session: RadioSession,
+                 publish_ack: Publish, ack_topic: str, plan_store: PlanStore,
+                 running_plan: StartPlan, max_conducted_dbm: int | None,
+                 tx_log: Sequence[TxLogEntry] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.region = region
+        self.queue = InFlightAwareQueue(jit_config(config))
+        self.duty_cycle = DutyCycle(region, monotonic)
+        self.clock = CounterClock(monotonic)
+        self.handler = DownlinkHandler(
+            gateway_id=gateway_id, region=region, queue=self.queue, duty_cycle=self.duty_cycle,
+            limits=TxLimits(config.downlink.antenna_gain_dbi, max_conducted_dbm),
+            log=bridged_logger())
+        self._gateway_id = gateway_id
+        self._conc = concentrator
+        self._executor = radio_executor
+        self._session = session
+        self._publish_ack = publish_ack
+        self._ack_topic = ack_topic
+        self._store = plan_store
+        self.plan = running_plan.plan
+        self.config_version = running_plan.version
+        self._tx_log = tx_log
+        self._tx_log_seen = len(tx_log) if tx_log is not None else 0
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._kick_pending = False
+        self._closed = False
+        self._config_lock = asyncio.Lock()
+
+    # -- radio thread ---------------------------------------------------------------------
+
+    def service_radio(self) -> None:
+        """Radio thread: refresh the counter clock and load the packet now due, if any."""
+        try:
+            count = self._conc.counter_us()
+        except HalError as exc:
+            log.error("concentrator_counter_failed", error=str(exc))
+            return
+        session = self._session
+        self.clock.observe(count, session.session_id, session.epoch.observe(count))
+        if not len(self.queue):
+            return
+        try:
+            free = self._conc.tx_state() is TxState.FREE
+        except HalError as exc:
+            log.error("concentrator_tx_state_failed", error=str(exc))
+            free = False
+        for item in self.handler.due(count, tx_free=free):
+            self._load(item, count)
+
+    def _load(self, item: QueueItem, count: int) -> None:
+        packet = item.packet
+        try:
+            self._conc.send(packet)
+        except HalError as exc:
+            log.error("downlink_load_failed", downlink_id=item.downlink_id, error=str(exc))
+            self.handler.tx_result(item, False, "hal_error")
+            return
+        self.handler.tx_result(item, True)
+        log.info("downlink_loaded", downlink_id=item.downlink_id, kind=item.kind.value,
+                 count_us=packet.count_us, frequency=packet.frequency_hz,
+                 sf=packet.spreading_factor, power_dbm=packet.power_dbm, toa_us=item.toa_us,
+                 lead_us=signed_delta(packet.count_us, count))
+        self._report_emulated_tx()
+
+    def _report_emulated_tx(self) -> None:
+        """With the emulator, log what the chip itself put on the air (decoded from registers).
+
+        This is the end-to-end evidence that timing and frequency survived the
+        register encoding; the subprocess tests read these lines.
+        """
+        if self._tx_log is None:
+            return
+        entries = self._tx_log[self._tx_log_seen:]
+        self._tx_log_seen += len(entries)
+        for e in entries:
+            log.info("tx_started", source="emulator", count_us=e.start_count_us,
+                     frequency=e.frequency_hz, sf=e.spreading_factor, bw=e.bandwidth_hz,
+                     power_dbm=e.power_dbm, size=len(e.payload), timing=e.timing.value)
+
+    # -- loop thread ----------------------------------------------------------------------
+
+    def handle_down(self, payload: bytes) -> DownlinkResult:
+        """Loop thread: decide one ``command/down``, publish its ack, arm the load timer."""
+        now = self.clock.now()
+        result = self.handler.handle(payload, now)
+        ack = result.ack_payload()
+        if ack is not None and not self._publish_ack(self._ack_topic, ack):
+            log.warning("downlink_ack_not_sent", downlink_id=result.downlink_id,
+                        reason="backhaul down")
+        if result.scheduled is not None and now is not None:
+            lead_us = signed_delta(result.scheduled.start, now.count_us)
+            self._kick_at((lead_us - self.queue.config.load_margin_us) / 1e6 + KICK_SLACK_S)
+        return result
+
+    def _kick_at(self, delay_s: float) -> None:
+        """Run :meth:`service_radio` on the radio thread once the packet is due."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            if handle is not None:
+                self._timers.discard(handle)
+            self._kick()
+
+        handle = loop.call_later(max(0.0, delay_s), fire)
+        self._timers.add(handle)
+
+    def _kick(self) -> None:
+        if self._closed or self._kick_pending:
+            return
+        self._kick_pending = True
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self.service_radio)
+
+        def done(f: asyncio.Future[None]) -> None:
+            self._kick_pending = False
+            if not f.cancelled() and f.exception() is not None:
+                log.error("downlink_service_failed", error=repr(f.exception()))
+
+        future.add_done_callback(done)
+
+    async def handle_config(self, payload: bytes) -> float | None:
+        """Loop thread: apply a ``command/config`` plan; returns the stats interval it carries."""
+        result = parse_gateway_configuration(payload, self.region, self._gateway_id)
+        if result.plan is None:
+            log.warning("config_refused", version=result.version, error=result.error,
+                        keeping=self.config_version or "region default")
+            return result.stats_interval_s
+        async with self._config_lock:
+            if result.plan == self.plan:
+                self._set_version(result.plan, result.version)
+                return result.stats_interval_s
+            loop = asyncio.get_running_loop()
+            error = await loop.run_in_executor(self._executor, self._restart, result.plan)
+            if error is not None:
+                log.error("config_apply_failed", version=result.version, error=error,
+                          keeping=self.config_version or "region default")
+                return result.stats_interval_s
+            self.plan = result.plan
+            self._set_version(result.plan, result.version)
+            channels = sorted(c.frequency_hz for c in result.plan.all_channels())
+            log.info("config_applied", version=result.version, channels=channels)
+        return result.stats_interval_s
+
+    def _set_version(self, plan: ChannelPlan, version: str) -> None:
+        if version == self.config_version:
+            return
+        self.config_version = version
+        try:
+            self._store.save(plan, version, self.region)
+        except OSError as exc:
+            log.error("channel_plan_not_saved", path=str(self._store.path), error=str(exc))
+
+    def _restart(self, plan: ChannelPlan) -> str | None:
+        """Radio thread: start the chip on ``plan`` (or back on the old one); None when it took."""
+        try:
+            self._conc.start(plan)
+        except HalError as exc:
+            with contextlib.suppress(HalError):
+                self._conc.start(self.plan)
+            self._new_session()
+            return str(exc)
+        self._new_session()
+        return None
+
+    def _new_session(self) -> None:
+        """The counter restarted: nothing queued can be timed any more."""
+        self._session.renew()
+        self.handler.reset_session()
+        self.clock.reset()
+
+    # -- stats, status, shutdown ----------------------------------------------------------
+
+    def fill_stats(self, msg: gw_pb2.GatewayStats) -> None:
+        fill_tx_stats(msg, self.handler.counters, self.duty_cycle, self.region)
+        msg.config_version = self.config_version
+
+    def snapshot(self) -> dict[str, Any]:
+        c = self.handler.counters
+        return {"received": c.received, "emitted": c.emitted, "queued": len(self.queue),
+                "statuses": dict(c.per_status), "dropped": dict(c.dropped),
+                "config_version": self.config_version}
+
+    def close(self) -> None:
+        self._closed = True
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
