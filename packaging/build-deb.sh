@@ -67,14 +67,16 @@ for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_${mac
 platforms+=(--platform "manylinux2014_${machine}")
 "$python" -m pip install --quiet --disable-pip-version-check --no-compile \
   --target "$site" --only-binary=:all: --python-version 3.11 --implementation cp \
-  "${platforms[@]}" "$work"/wheels/*.whl
+  "${platforms[@]}" "$work"/wheels/*.whl 'gpiod>=2.1'
+# spidev ships no binary wheels: the package recommends Debian's python3-spidev, which
+# the venv sees through include-system-site-packages (our own site-packages come first).
 rm -rf "${site:?}/bin"   # console scripts with this machine's interpreter path
 
 # 3. A virtual environment around Debian's interpreter.
 mkdir -p "$venv/bin"
 ln -s /usr/bin/python3.11 "$venv/bin/python3"
 ln -s python3 "$venv/bin/python"
-printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11\n' >"$venv/pyvenv.cfg"
+printf 'home = /usr/bin\ninclude-system-site-packages = true\nversion = 3.11\n' >"$venv/pyvenv.cfg"
 launcher='#!/bin/sh
 exec /opt/lora-gateway/bin/python3 -I -m gateway "$@"'
 printf '%s\n' "$launcher" >"$venv/bin/lora-gateway"
@@ -116,7 +118,7 @@ Architecture: ${arch}
 Maintainer: ${maintainer}
 Installed-Size: ${size}
 Depends: python3.11, libc6 (>= 2.36)
-Recommends: systemd
+Recommends: systemd, python3-spidev
 Section: net
 Priority: optional
 Description: LoRaWAN gateway for the Semtech SX1302, forwarding to ChirpStack v4

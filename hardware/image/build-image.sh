@@ -84,6 +84,8 @@ mount --bind /dev "$mnt/dev"
 echo "build-image: installing $(basename "$deb")"
 cp "$deb" "$mnt/tmp/lora-gateway.deb"
 chroot "$mnt" dpkg -i /tmp/lora-gateway.deb
+# SPI binding (no binary wheel on PyPI): Raspberry Pi OS's own package, recommended by ours.
+chroot "$mnt" apt-get install -y --no-install-recommends python3-spidev
 rm -f "$mnt/tmp/lora-gateway.deb"
 chroot "$mnt" systemctl enable lora-gateway.service lora-gateway-import.service
 
