@@ -23,7 +23,7 @@ import structlog
 
 from buffer.uplink_buffer import BufferConfig, UplinkBuffer
 from gateway import __version__
-from gateway.clock import boot_id
+from gateway.clock import boot_id, clock_synchronised
 from gateway.config import Config
 from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath, StartPlan, plan_store_for, start_plan
@@ -185,7 +185,8 @@ class Daemon:
             tx_log=radio.emulator.tx_log if radio.emulator is not None else None)
         self.downlink = downlink
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
-        buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id())
+        buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id(),
+                              clock_synced=clock_synchronised)
         sink.ready_callback = buffer.sink_ready
         await buffer.open()
         self._buffer = buffer

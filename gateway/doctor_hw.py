@@ -17,34 +17,13 @@ from gateway.doctor_result import CheckResult, fail
 from hal.backends import open_emulated, open_sx1302
 from hal.doctor_checks import run_concentrator_checks
 from hal.emulator.gps import GpsEmulator
+from hal.emulator.stepping_clock import SteppingClock
 from hal.errors import HalError
 from hal.gps_time import GpsClock, GpsReader, open_gps_port
 from hal.sx1302 import Sx1302Concentrator
 from hardware.board import BoardError
 
 GpsFactory = Callable[[], GpsReader]
-
-
-class _SteppingClock:
-    """Emulated time that moves only when doctor sleeps; GPS seconds pass with it.
-
-    The emulated chip's counter and its GPS receiver's PPS then agree exactly, as
-    a real board's do, and the checks need no real waiting.
-    """
-
-    def __init__(self) -> None:
-        self.t = 100.0
-        self.gps: GpsEmulator | None = None
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        before = int(self.t)
-        self.t += seconds
-        if self.gps is not None:
-            for _ in range(int(self.t) - before):
-                self.gps.second()
 
 
 Opened = tuple[Sx1302Concentrator, Callable[[float], None], "GpsFactory | None"]
@@ -55,7 +34,7 @@ def open_for_doctor(config: Config) -> Opened:
     c = config.concentrator
     if c.backend == "emulator" or c.spi_device == "emulator":
         board = "emulator" if c.backend == "emulator" else c.board
-        clock = _SteppingClock()
+        clock = SteppingClock()
         conc, emulator = open_emulated(eui=bytes.fromhex(c.emulator.eui), board=board,
                                        clock=clock)
         emulator.no_answer = c.emulator.fault == "no_answer"

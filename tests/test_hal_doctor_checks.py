@@ -12,26 +12,9 @@ from hal.doctor_checks import (
 )
 from hal.emulator.chip import MODEL_SX1303
 from hal.emulator.gps import GpsEmulator
+from hal.emulator.stepping_clock import SteppingClock
 from hal.gps_time import GpsClock, GpsReader
 from hal.types import EU868_DEFAULT_PLAN
-
-
-class SteppingClock:
-    """Time moves only when the code under test sleeps; a GPS second passes with it."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-        self.gps: GpsEmulator | None = None
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        before = int(self.t)
-        self.t += seconds
-        if self.gps is not None:
-            for _ in range(int(self.t) - before):
-                self.gps.second()
 
 
 def test_a_healthy_emulated_board_passes_every_check() -> None:
