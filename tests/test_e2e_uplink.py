@@ -186,3 +186,4 @@ def test_status_command_talks_to_the_running_gateway(
     assert status["concentrator"]["received"] == 1
     assert status["last_uplink"]["frequency"] == packet["frequency"]
     assert status["buffer"]["depth"] == 0
+    assert "event=concentrator_started" in gateway.log()  # the maintainer's start line
