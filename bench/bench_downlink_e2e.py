@@ -42,6 +42,7 @@ from tests.gateway_proc import GATEWAY_ID, downlink_frame, write_config
 
 received: dict[int, float] = {}
 loaded: dict[bytes, tuple[float, int]] = {}
+on_load: list[threading.Event] = [threading.Event()]
 
 
 def instrument() -> None:
@@ -58,6 +59,7 @@ def instrument() -> None:
         send(self, packet)
         now = time.perf_counter()
         loaded[packet.payload] = (now, packet.count_us - self.counter_us())
+        on_load[0].set()
 
     Daemon._on_command = timed_command  # type: ignore[method-assign]
     Sx1302Concentrator.send = timed_send  # type: ignore[method-assign]
@@ -82,8 +84,10 @@ async def run(config: Config, port: int, count: int) -> list[tuple[float, int]]:
         frame = downlink_frame(i + 1, {"payload": payload, "sf": 7})
         client.publish(f"eu868/gateway/{GATEWAY_ID}/command/down", frame.SerializeToString(),
                        qos=0)
+        # Wait in a worker thread: polling from the loop would compete with the daemon.
         while payload not in loaded:
-            await asyncio.sleep(0.002)
+            await asyncio.to_thread(on_load[0].wait, 1.0)
+            on_load[0].clear()
         t_load, lead = loaded[payload]
         out.append((t_load - received[i], lead))
         await asyncio.sleep(0.13)  # let it leave (≈41 ms on air) and the guard pass
