@@ -297,6 +297,7 @@ def test_built_uplinks_parse_decrypt_and_verify(
     if v11:
         phy = build_data_uplink_11(fields, KEYS11, tx_dr=1, tx_ch=4)
         assert verify_data_uplink_11(phy, F_NWK, S_NWK, fcnt, tx_dr=1, tx_ch=4)
+        assert verify_data_uplink_11_f(phy, prepare_key(F_NWK), fcnt)
         payload_key = NWK_ENC if fport == 0 else ONES
     else:
         phy = build_data_uplink_10(fields, SessionKeys10(nwk_s_key=TWOS, app_s_key=ONES))
