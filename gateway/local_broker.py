@@ -52,11 +52,8 @@ class LocalBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        if self.binary is None:
-            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "mosquitto.conf"
+    def config_lines(self) -> list[str]:
+        """The ``mosquitto.conf`` lines; a subclass adds users, ACLs or TLS to them."""
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
                  "max_queued_messages 0"]
         if os.geteuid() == 0:
@@ -67,27 +64,45 @@ class LocalBroker:
                       "autosave_on_changes true", "autosave_interval 1"]
         else:
             lines.append("persistence false")
-        conf.write_text("\n".join(lines) + "\n")
-        log_file = (self.workdir / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log_file.close()
-        self._wait_ready(timeout_s)
+        return lines
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start (no-op when running) and return once the port accepts connections."""
+        if self.binary is None:
+            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+        if self.process is not None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(self.config_lines()) + "\n")
+        with (self.workdir / "mosquitto.log").open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.kill()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}; "
-                                   f"see {self.workdir / 'mosquitto.log'}")
+                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
+                                   f"{self.log()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.02)
         raise TimeoutError(f"mosquitto did not listen on port {self.port} in {timeout_s} s")
+
+    def log(self) -> str:
+        """What mosquitto wrote to its log file so far (for error messages and tests)."""
+        path = self.workdir / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def kill(self) -> None:
         """SIGKILL, as when the building's line or the broker host dies abruptly."""

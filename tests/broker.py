@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +21,11 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.local_broker import find_mosquitto, free_port
+from gateway.local_broker import LocalBroker
 
 
-class MosquittoBroker:
-    """``mosquitto`` on ``127.0.0.1:<port>`` with its files under ``workdir``.
+class MosquittoBroker(LocalBroker):
+    """The demo's loopback broker plus what tests need: users, ACLs, TLS, freeze/thaw.
 
     ``users`` maps user name to password: when given, anonymous clients are refused.
     ``acl`` is the text of an ACL file (optional).
@@ -37,14 +34,11 @@ class MosquittoBroker:
     def __init__(self, workdir: Path, *, binary: str | None = None,
                  users: dict[str, str] | None = None, acl: str | None = None,
                  tls: tuple[Path, Path, Path] | None = None) -> None:
-        self.workdir = workdir
-        self.binary = binary or find_mosquitto()
-        self.port = free_port()
+        super().__init__(workdir, binary=binary)
         self.users = users
         self.acl = acl
         self.tls = tls
         """``(ca_cert, server_cert, server_key)`` PEM files: the listener then speaks TLS only."""
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -58,12 +52,10 @@ class MosquittoBroker:
                  _tb: TracebackType | None) -> None:
         self.stop()
 
-    def _write_config(self) -> Path:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
-                 f"allow_anonymous {'false' if self.users else 'true'}"]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it drops to a user that cannot read workdir
+    def config_lines(self) -> list[str]:
+        lines = [line for line in super().config_lines()
+                 if not line.startswith("allow_anonymous")]
+        lines.append(f"allow_anonymous {'false' if self.users else 'true'}")
         if self.users:
             lines.append(f"password_file {self._write_passwords()}")
         if self.tls is not None:
@@ -73,9 +65,7 @@ class MosquittoBroker:
             acl_file = self.workdir / "acl"
             acl_file.write_text(self.acl)
             lines.append(f"acl_file {acl_file}")
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        return conf
+        return lines
 
     def _write_passwords(self) -> Path:
         """Hashed with mosquitto's own tool, so the format is whatever this version reads."""
@@ -87,65 +77,6 @@ class MosquittoBroker:
             subprocess.run([tool, "-b", str(path), user, password], check=True,
                            capture_output=True, timeout=10)
         return path
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        if self.binary is None:
-            raise FileNotFoundError("mosquitto is not installed")
-        if self.process is not None:
-            return
-        conf = self._write_config()
-        with (self.workdir / "mosquitto.log").open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [self.binary, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
-        try:
-            self._wait_ready(timeout_s)
-        except BaseException:
-            self.kill()
-            raise
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
-                                   f"{self.log()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
-
-    def log(self) -> str:
-        path = self.workdir / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        """SIGTERM: a clean broker exit."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: the broker vanishes without closing anything politely."""
-        if self.process is None:
-            return
-        self.process.kill()
-        self.process.wait(5)
-        self.process = None
-
-    def restart(self) -> None:
-        """Stop if running, start again on the same port."""
-        self.stop()
-        self.start()
 
     def freeze(self) -> None:
         """SIGSTOP: the kernel still accepts bytes, the broker answers nothing (no PUBACK)."""

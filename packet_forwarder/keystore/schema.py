@@ -1,7 +1,8 @@
 """Numbered schema migrations of the key store, tracked in ``PRAGMA user_version``.
 
-Adding version 2 means appending one function to ``MIGRATIONS``; each step commits with
-its version bump, so a crash mid-way resumes from the last finished step.
+Adding version 2 means appending one function to ``MIGRATIONS``; the buffer's
+``migrate`` commits each step with its version bump, so a crash mid-way resumes from the
+last finished step.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from buffer.schema import NewerSchemaError
+from buffer.schema import migrate as migrate_schema
 from packet_forwarder.keystore.errors import StoreDamagedError
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -45,18 +48,12 @@ MIGRATIONS: tuple[Migration, ...] = (_v1,)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Bring the schema to ``len(migrations)``; refuse a file from a newer version."""
-    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    target = len(migrations)
-    if current > target:
-        raise StoreDamagedError(f"key store schema version {current} is newer than {target}")
-    for version in range(current, target):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migrations[version](conn)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return target
+    """Bring the schema to ``len(migrations)``; refuse a file from a newer version.
+
+    The stepping itself is the buffer's (one committed step per version); a too-new
+    file is reported as a damaged key store, which the store's opener knows how to say.
+    """
+    try:
+        return migrate_schema(conn, migrations)
+    except NewerSchemaError as exc:
+        raise StoreDamagedError(f"key store {exc}") from None
