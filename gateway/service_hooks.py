@@ -50,6 +50,7 @@ class ServiceHooks:
         self._backhaul_up: bool | None = None
         self._backhaul_since = time.monotonic()
         self._disk_low = False
+        self._closing = False
 
     async def start(self, is_healthy: Callable[[], bool]) -> None:
         try:
@@ -70,7 +71,9 @@ class ServiceHooks:
         lasted = round(now - self._backhaul_since, 1)
         if up and self._backhaul_up is False:
             log.info("backhaul_up", outage_s=lasted, backlog=self._backlog())
-        elif not up and self._backhaul_up:
+        elif not up and self._backhaul_up and not self._closing:
+            # Not on our own shutdown: a warning there would send a maintainer looking
+            # for an outage that never happened (``mqtt_disconnected ... stopping`` says it).
             log.warning("backhaul_down", was_up_s=lasted, backlog=self._backlog())
         if up != self._backhaul_up:
             self._backhaul_since = now
@@ -103,6 +106,7 @@ class ServiceHooks:
         self._disk_low = low
 
     async def close(self) -> None:
+        self._closing = True
         self.notifier.stopping()
         for task in self._tasks:
             task.cancel()

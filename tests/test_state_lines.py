@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,21 @@ def test_backhaul_lines_carry_outage_length_and_backlog(tmp_path: Path) -> None:
     assert logs[0]["backlog"] == 7 and logs[1]["backlog"] == 7
     assert logs[1]["outage_s"] >= 0
     assert h.backhaul_state()["state"] == "up"
+
+
+def test_our_own_shutdown_is_not_logged_as_a_backhaul_outage(tmp_path: Path) -> None:
+    h = hooks(tmp_path)
+    h.backhaul_changed(True)
+
+    async def shut_down() -> None:
+        await h.start(is_healthy=lambda: True)
+        await h.close()
+        h.backhaul_changed(False)  # the link closes after the hooks on shutdown
+
+    with capture_logs() as logs:
+        asyncio.run(shut_down())
+    assert [e["event"] for e in logs if e["event"].startswith("backhaul")] == []
+    assert h.backhaul_state()["state"] == "down"
 
 
 def test_disk_nearly_full_is_said_once_and_recovery_too(
