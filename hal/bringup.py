@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hal.plan import FSK_CHAIN, SERVICE_CHAIN, IfChain, RadioLayout, if_to_reg
+from hal.plan import FSK_CHAIN, SERVICE_CHAIN, RadioLayout
 from hal.registers import Registers, tx_field
 from hal.sx1250 import Sx1250
-from hal.timing import BW_CODES
 from hardware.board import BoardProfile
 
 RADIO_RESET_HOLD_S = 0.5
 RADIO_SETTLE_S = 0.01
 OTP_MODEL_ADDRESS = 0xD0
 MODELS = {0x00: "SX1302", 0x02: "SX1302", 0x03: "SX1303"}
-GPIO_OUTPUTS = 0x7F  # GPIO 0-6 outputs, GPIO 7 input (LBT)
 
 Sleep = Callable[[float], None]
 
@@ -71,52 +69,6 @@ def bring_up_radios(regs: Registers, layout: RadioLayout, board: BoardProfile,
         regs.write(f"COMMON_CTRL0_SX1261_MODE_RADIO_{'AB'[rf]}", 1)
     select_clock(regs, board.clock_source)
     regs.write("COMMON_CTRL0_HOST_RADIO_CTRL", 0)  # the AGC drives the radios from now on
-
-
-def _write_if(regs: Registers, chain: IfChain) -> None:
-    reg = if_to_reg(chain.if_hz)
-    prefix = {SERVICE_CHAIN: "SERVICE_FREQ", FSK_CHAIN: "FSK_FREQ"}.get(
-        chain.index, f"RX_TOP_FREQ_{chain.index}")
-    regs.write(f"{prefix}_MSB", (reg >> 8) & 0x1F)
-    regs.write(f"{prefix}_LSB", reg & 0xFF)
-
-
-def configure_channels(regs: Registers, layout: RadioLayout) -> None:
-    """Radio selection, IF frequencies, correlators, sync words and service/FSK modems."""
-    regs.write("RX_TOP_RX_BUFFER_LEGACY_TIMESTAMP", 1)  # stamp at end of packet (SX1301 style)
-    regs.write("GPIO_DIR_L", GPIO_OUTPUTS)
-    multi = [c for c in layout.chains if c.index < SERVICE_CHAIN]
-    regs.write("RX_TOP_RADIO_SELECT", sum(c.rf_chain << c.index for c in multi))
-    for c in layout.chains:
-        _write_if(regs, c)
-    sf_mask = 0
-    for c in multi:
-        for sf in c.channel.spreading_factors:
-            sf_mask |= 1 << (sf - 5)
-    channel_mask = sum(1 << c.index for c in multi)
-    regs.write("RX_TOP_CORRELATOR_SF_EN", sf_mask or 0xFF)
-    regs.write("RX_TOP_CORR_CLOCK_ENABLE", channel_mask)
-    regs.write("RX_TOP_CORRELATOR_EN", channel_mask)
-    for prefix in ("SF5", "SF6"):
-        regs.write(f"RX_TOP_FRAME_SYNCH0_{prefix}_PEAK1_POS", 2)
-        regs.write(f"RX_TOP_FRAME_SYNCH1_{prefix}_PEAK2_POS", 4)
-    regs.write("RX_TOP_FRAME_SYNCH0_SF7TO12_PEAK1_POS", 6)  # LoRaWAN public sync word
-    regs.write("RX_TOP_FRAME_SYNCH1_SF7TO12_PEAK2_POS", 8)
-    service = layout.chain(SERVICE_CHAIN)
-    if service is not None:
-        sf = service.channel.spreading_factors[0]
-        regs.write("SERVICE_RADIO_SELECT", service.rf_chain)
-        regs.write("SERVICE_MODEM_SF", sf)
-        regs.write("SERVICE_MODEM_BW", BW_CODES[service.channel.bandwidth_hz])
-        regs.write("SERVICE_FRAME_SYNCH0_PEAK1_POS", 6 if sf >= 7 else 2)
-        regs.write("SERVICE_FRAME_SYNCH1_PEAK2_POS", 8 if sf >= 7 else 4)
-        regs.write("SERVICE_MODEM_EN", 1)
-    fsk = layout.chain(FSK_CHAIN)
-    if fsk is not None:
-        regs.write("FSK_RADIO_SELECT", fsk.rf_chain)
-        bit_rate = 32_000_000 // fsk.channel.datarate_bps
-        regs.write("FSK_BIT_RATE_MSB", (bit_rate >> 8) & 0xFF)
-        regs.write("FSK_BIT_RATE_LSB", bit_rate & 0xFF)
 
 
 def enable_modems(regs: Registers, layout: RadioLayout) -> None:

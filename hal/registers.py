@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from hal.errors import HalError
+from hal.register_map_modem import MODEM_ROWS
 from hal.spi import Sx1302Spi
 
 RX_FIFO_ADDR = 0x4000
@@ -195,12 +196,21 @@ _TX_CHAIN: tuple[_Row, ...] = (
     ("FREQ_DEV_H", 40, 0, 4, False, False, 0),
     ("FREQ_DEV_L", 41, 0, 8, False, False, 0),
     ("FSK_PKT_LEN", 64, 0, 8, False, False, 15),
+    ("FSK_CFG_0_CRC_IBM", 65, 4, 1, False, False, 0),
+    ("FSK_CFG_0_DCFREE_ENC", 65, 2, 2, False, False, 0),
     ("FSK_CFG_0_CRC_EN", 65, 1, 1, False, False, 1),
     ("FSK_CFG_0_PKT_MODE", 65, 0, 1, False, False, 0),
     ("FSK_PREAMBLE_SIZE_MSB", 66, 0, 8, False, False, 0),
     ("FSK_PREAMBLE_SIZE_LSB", 67, 0, 8, False, False, 20),
     ("FSK_BIT_RATE_MSB", 68, 0, 8, False, False, 26),
     ("FSK_BIT_RATE_LSB", 69, 0, 8, False, False, 11),
+    ("FSK_MOD_REF_PATTERN_SIZE", 70, 5, 3, False, False, 3),
+    ("FSK_MOD_PREAMBLE_SEQ", 70, 4, 1, False, False, 0),
+    ("FSK_MOD_REF_PATTERN_EN", 70, 3, 1, False, False, 1),
+    ("FSK_MOD_GAUSSIAN_SELECT_BT", 70, 1, 2, False, False, 0),
+    ("FSK_MOD_GAUSSIAN_EN", 70, 0, 1, False, False, 0),
+    *((f"FSK_REF_PATTERN_BYTE{i}", 78 - i, 0, 8, False, False, d)
+      for i, d in enumerate((100, 101, 83, 86, 37, 82, 35, 151))),
     ("TXRX_CFG0_0_MODEM_BW", 96, 4, 4, False, False, 5),
     ("TXRX_CFG0_0_MODEM_SF", 96, 0, 4, False, False, 7),
     ("TXRX_CFG0_1_PPM_OFFSET_HDR_CTRL", 97, 6, 2, False, False, 2),
@@ -225,7 +235,7 @@ _TX_CHAIN: tuple[_Row, ...] = (
 
 def _build() -> Mapping[str, Field]:
     fields: dict[str, Field] = {}
-    rows: list[_Row] = [*_COMMON, *_RX_TOP, *_ARB, *_TIMESTAMP_OTP]
+    rows: list[_Row] = [*_COMMON, *_RX_TOP, *_ARB, *_TIMESTAMP_OTP, *MODEM_ROWS]
     for chain, letter in enumerate("AB"):
         rows += [(f"TX_{letter}_{name}", TX_BASE[chain] + off, bit, width, signed, ro, default)
                  for name, off, bit, width, signed, ro, default in _TX_CHAIN]

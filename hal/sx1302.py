@@ -20,6 +20,7 @@ from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError
 from hal.firmware import FirmwareImages
 from hal.interface import OutputLine, SpiTransport
 from hal.mcu import Mcus
+from hal.modem_config import configure_receive_path
 from hal.plan import FSK_CHAIN, IfChain, RadioLayout, if_to_reg, reg_to_if, resolve_plan
 from hal.registers import RX_FIFO_ADDR, RX_NB_BYTES_MSB, Registers, tx_field
 from hal.rx_record import RxRecord, parse_rx_buffer
@@ -101,7 +102,7 @@ class Sx1302Concentrator:
         self.check_version()
         self.model = bringup.read_model(self._regs)
         bringup.bring_up_radios(self._regs, layout, self.board, self._sleep)
-        bringup.configure_channels(self._regs, layout)
+        configure_receive_path(self._regs, layout)
         bringup.enable_modems(self._regs, layout)
         if self._firmware is not None:
             self._start_mcus(self._firmware)

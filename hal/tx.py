@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from hal.errors import HalError
+from hal.modem_config import FSK_SYNC_WORD, FSK_SYNC_WORD_SIZE
 from hal.registers import TX_PAYLOAD_ADDR, Registers, tx_field
 from hal.timing import BW_CODES, CR_CODES, low_datarate_optimize, tx_start_delay_ticks
 from hal.types import Modulation, TxPacket, TxState, TxTiming
@@ -99,8 +100,18 @@ def _program_fsk(regs: Registers, p: TxPacket, chain: int) -> None:
     fdev = tx_freq_to_reg(p.fdev_hz)
     regs.write(f("FREQ_DEV_H"), (fdev >> 8) & 0x0F)
     regs.write(f("FREQ_DEV_L"), fdev & 0xFF)
-    regs.write(f("FSK_CFG_0_PKT_MODE"), 1)
+    regs.write(f("FSK_CFG_0_PKT_MODE"), 1)  # variable length
     regs.write(f("FSK_CFG_0_CRC_EN"), 0 if p.no_crc else 1)
+    regs.write(f("FSK_CFG_0_CRC_IBM"), 0)  # CRC-16/CCITT, as LoRaWAN devices check
+    regs.write(f("FSK_CFG_0_DCFREE_ENC"), 2)  # whitening
+    regs.write(f("FSK_MOD_GAUSSIAN_EN"), 1)
+    regs.write(f("FSK_MOD_GAUSSIAN_SELECT_BT"), 2)  # the reference driver's GFSK filter
+    regs.write(f("FSK_MOD_REF_PATTERN_EN"), 1)
+    regs.write(f("FSK_MOD_REF_PATTERN_SIZE"), FSK_SYNC_WORD_SIZE - 1)
+    pattern = FSK_SYNC_WORD << (8 * (8 - FSK_SYNC_WORD_SIZE))
+    for i in range(8):
+        regs.write(f(f"FSK_REF_PATTERN_BYTE{i}"), (pattern >> (8 * i)) & 0xFF)
+    regs.write(f("FSK_MOD_PREAMBLE_SEQ"), 0)
     bit_rate = XTAL_HZ // p.datarate_bps
     regs.spi.burst_write(regs.field(f("FSK_BIT_RATE_MSB")).address, bit_rate.to_bytes(2, "big"))
     preamble = max(p.preamble or 5, FSK_MIN_PREAMBLE)

@@ -16,11 +16,13 @@ Where this sequence knowingly differs from the reference, and why:
    timestamps are enabled.
 3. Only the radios the plan uses, plus the clock-source and TX radios, are reset
    and tuned; the reference starts every radio enabled in its JSON config.
-4. Not written here, and written by the reference: the PA/LNA LUTs, the radio
-   front-end RSSI filters and DC notch, channelizer DAGC/RSSI defaults, the
-   ~100 multi-SF and service modem tuning registers, FSK sync word and framing,
-   ARB channel sync offsets and GPIO routing (GPIO_SEL). These tune sensitivity
-   and are needed on hardware: NOT YET DONE (see the phase 2 report).
+4. Receive tuning (front end, PA/LNA tables, channel gain, correlators, multi-SF,
+   service and FSK modems, sync words, GPIO routing) follows the reference order and
+   values (``hal/modem_config.py``), with these knowing differences: IF frequencies
+   and the radio select are written only for the chains the plan uses (the
+   reference writes all ten); the service/FSK steps are skipped when the plan has
+   no such channel (as the reference does); the fine-timestamp settings (SX1303
+   only) are not written, the gateway runs the legacy timestamp mode.
 5. Modem enables: only the modem families the plan uses are enabled; the
    reference enables all three unconditionally.
 6. Handshakes: each status poll is followed by a 1 ms sleep and gives up after

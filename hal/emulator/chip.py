@@ -277,7 +277,17 @@ class Sx1302Emulator:
             chains.append((9, IF_FREQ_FSK, self._mem[0x5B54] >> 1 & 1))
         return chains
 
+    def _hears_public_sync_word(self, index: int, sf: int) -> bool:
+        """Injected frames are LoRaWAN's (public sync word 0x34); a correlator set to
+        other peak positions (a forgotten sync-word step, a private network) misses them."""
+        if sf < 7:
+            return True  # SF5/SF6 have a single sync word
+        address = 0x588E if index < 8 else 0x5B2E
+        return (self._mem[address] & 0x1F, self._mem[address + 1] & 0x1F) == (6, 8)
+
     def _listens(self, index: int, sf: int, bw_hz: int) -> bool:
+        if not self._hears_public_sync_word(index, sf):
+            return False
         if index < 8:
             return bw_hz == 125_000 and bool(self._mem[0x5822] >> (sf - 5) & 1)
         if index == 8:
