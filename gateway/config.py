@@ -132,6 +132,21 @@ class DownlinkSection:
 
 
 @dataclass(frozen=True)
+class ClassBSection:
+    """GPS time for class B, and the beacon this gateway sends when it has it."""
+
+    gps: str
+    """"board": the board's GPS receiver if its profile has one (with the emulated
+    concentrator, a receiver emulated on the chip's PPS input); "none": class B refused."""
+    emulator_start_gps_s: int
+    """GPS second the emulated receiver starts at (tests pick one just before a beacon)."""
+    beacon: bool
+    beacon_power_eirp_dbm: int
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str
     format: str
@@ -149,6 +164,7 @@ class Config:
     edge: EdgeSection
     log: LogSection
     downlink: DownlinkSection
+    class_b: ClassBSection
 
 
 def load_config(path: Path) -> Config:
@@ -179,6 +195,7 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
         edge=_edge(root.table("edge")),
         log=_log(root.table("log")),
         downlink=_downlink(root.table("downlink"), concentrator.poll_interval_s),
+        class_b=_class_b(root.table("class_b")),
     )
     root.finish()
     return config
@@ -378,5 +395,19 @@ def _downlink(t: TableReader, poll_interval_s: float) -> DownlinkSection:
     if section.immediate_lead_us < section.min_lead_us:
         raise t.error("immediate_lead_ms", section.immediate_lead_us / 1000,
                       "at least min_lead_ms")
+    t.finish()
+    return section
+
+
+def _class_b(t: TableReader) -> ClassBSection:
+    section = ClassBSection(
+        gps=t.string("gps", "board", choices=("board", "none")),
+        emulator_start_gps_s=t.integer("emulator_start_gps_s", 1_400_000_000, low=0,
+                                       high=(1 << 32) - 1),
+        beacon=t.boolean("beacon", False),
+        beacon_power_eirp_dbm=t.integer("beacon_power_eirp_dbm", 14, low=0, high=36),
+        latitude=t.number("latitude", 0.0, low=-90.0, high=90.0),
+        longitude=t.number("longitude", 0.0, low=-180.0, high=180.0),
+    )
     t.finish()
     return section

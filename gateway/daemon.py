@@ -23,6 +23,7 @@ import structlog
 
 from buffer.uplink_buffer import BufferConfig, UplinkBuffer
 from gateway import __version__
+from gateway.class_b import build_class_b
 from gateway.clock import boot_id, clock_synchronised
 from gateway.config import Config
 from gateway.counters import UplinkCounters
@@ -183,6 +184,8 @@ class Daemon:
             ack_topic=topics.event("ack"), plan_store=plan_store_for(self.config),
             running_plan=plan, max_conducted_dbm=_max_conducted_dbm(conc),
             tx_log=radio.emulator.tx_log if radio.emulator is not None else None)
+        downlink.class_b = build_class_b(self.config, conc, radio.emulator, downlink.handler,
+                                         region, downlink.queue)
         self.downlink = downlink
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id(),

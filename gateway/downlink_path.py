@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 from chirpstack_api.gw import gw_pb2
 
+from gateway.class_b import ClassB
 from gateway.config import Config
 from gateway.radio_loop import RadioSession
 from hal.emulator.transmit import TxLogEntry
@@ -258,6 +259,8 @@ class DownlinkPath:
         self._kick_pending = False
         self._closed = False
         self._config_lock = asyncio.Lock()
+        self.class_b: ClassB | None = None
+        """GPS time and beacons, set by the daemon when a GPS source is configured."""
 
     # -- radio thread ---------------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class DownlinkPath:
             return
         session = self._session
         self.clock.observe(count, session.session_id, session.epoch.observe(count))
+        if self.class_b is not None:
+            self.class_b.service(count)
         if not len(self.queue):
             return
         try:
@@ -402,6 +407,8 @@ class DownlinkPath:
         self._session.renew()
         self.handler.reset_session()
         self.clock.reset()
+        if self.class_b is not None:
+            self.class_b.reset()
 
     # -- stats, status, shutdown ----------------------------------------------------------
 
@@ -413,7 +420,8 @@ class DownlinkPath:
         c = self.handler.counters
         return {"received": c.received, "emitted": c.emitted, "queued": len(self.queue),
                 "statuses": dict(c.per_status), "dropped": dict(c.dropped),
-                "config_version": self.config_version}
+                "config_version": self.config_version,
+                "class_b": self.class_b.snapshot() if self.class_b is not None else {}}
 
     def close(self) -> None:
         self._closed = True

@@ -82,7 +82,7 @@ def _program_lora(regs: Registers, p: TxPacket, chain: int) -> int:
     regs.write(f("TXRX_CFG1_1_MODEM_START"), 1)
     regs.write(f("TX_CFG0_0_CONTINUOUS"), 0)
     regs.write(f("TX_CFG0_0_CHIRP_INVERT"), int(p.invert_polarity))
-    regs.write(f("TXRX_CFG0_2_IMPLICIT_HEADER"), 0)
+    regs.write(f("TXRX_CFG0_2_IMPLICIT_HEADER"), int(p.no_header))
     regs.write(f("TXRX_CFG0_2_CRC_EN"), 0 if p.no_crc else 1)
     public = p.spreading_factor >= 7  # LoRaWAN public sync word; SF5/6 use the private one
     regs.write(f("FRAME_SYNCH_0_PEAK1_POS"), 6 if public else 2)

@@ -76,6 +76,8 @@ class TxPacket:
     invert_polarity: bool = True
     preamble: int = 8
     no_crc: bool = True
+    no_header: bool = False
+    """Implicit header (no LoRa PHY header): class B beacons are sent this way."""
     timing: TxTiming = TxTiming.TIMESTAMPED
     count_us: int = 0
     rf_chain: int = 0

@@ -121,10 +121,14 @@ class Sx1302Emulator:
         """The 32-bit µs count a driver that has kept up with every wrap would report."""
         return (self.ticks() // TICKS_PER_US) % COUNTER_TICKS
 
-    def pps(self) -> None:
-        """A GPS PPS edge: latch the counter and fire any TX armed on PPS."""
+    def pps(self, at_ticks: int | None = None) -> None:
+        """A GPS PPS edge: latch the counter and fire any TX armed on PPS.
+
+        ``at_ticks`` places the edge exactly (a real PPS is accurate to tens of ns;
+        a caller polling the host clock is late by a poll interval).
+        """
         with self._lock:
-            now = self.ticks()
+            now = self.ticks() if at_ticks is None else at_ticks
             self._pps_ticks = now % COUNTER_TICKS
             for chain in self._tx:
                 entry = chain.pps(now)

@@ -40,11 +40,11 @@ class GpsEmulator:
     def corrupt_next_frame(self) -> None:
         self._corrupt_next = True
 
-    def second(self) -> None:
+    def second(self, at_ticks: int | None = None) -> None:
         """Advance to the next whole GPS second: PPS edge, then that second's messages."""
         self.gps_seconds += 1
         if self.fix:
-            self.chip.pps()
+            self.chip.pps(at_ticks)
         utc = datetime.fromtimestamp(GPS_EPOCH_UNIX_S + self.gps_seconds, UTC) - timedelta(
             seconds=LEAP_SECONDS)
         hhmmss, ddmmyy = utc.strftime("%H%M%S.00"), utc.strftime("%d%m%y")

@@ -35,6 +35,7 @@ class TxLogEntry:
     preamble: int
     crc: bool
     invert_polarity: bool
+    implicit_header: bool
     timing: TxTiming
     start_count_us: int
     """32-bit µs counter when the first preamble symbol leaves the antenna."""
@@ -80,6 +81,7 @@ class TxChainEmulator:
             payload = bytes(mem[pay + 1:pay + 1 + mem[pay]])
         preamble = (mem[base + 103] << 8) | mem[base + 102]
         crc = bool(_field(mem, self.chain, "TXRX_CFG0_2_CRC_EN"))
+        implicit = lora and bool(_field(mem, self.chain, "TXRX_CFG0_2_IMPLICIT_HEADER"))
         entry = TxLogEntry(
             rf_chain=self.chain, payload=payload, frequency_hz=round(tx_reg_to_freq(freq)),
             power_reg=mem[base + 13], power_dbm=_power_dbm(self.board, mem[base + 13]),
@@ -87,9 +89,10 @@ class TxChainEmulator:
             spreading_factor=sf if lora else 0, bandwidth_hz=bw if lora else 0,
             code_rate=CR_FROM_CODE.get(cr_code, "") if lora else "", preamble=preamble,
             crc=crc, invert_polarity=bool(_field(mem, self.chain, "TX_CFG0_0_CHIRP_INVERT")),
-            timing=timing, start_count_us=0,
+            implicit_header=implicit, timing=timing, start_count_us=0,
         )
-        airtime = (time_on_air_us(sf, bw, cr_code, len(payload), preamble=preamble, crc=crc)
+        airtime = (time_on_air_us(sf, bw, cr_code, len(payload), preamble=preamble, crc=crc,
+                                  implicit_header=implicit)
                    if lora and bw and 5 <= sf <= 12 and cr_code in CR_FROM_CODE else 1000)
         return entry, airtime
 

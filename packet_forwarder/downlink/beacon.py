@@ -72,7 +72,8 @@ def beacon_packet(region: Region, beacon_time_s: int, count_us: int, power_dbm: 
         payload=payload, frequency_hz=spec.frequency_for(beacon_time_s), power_dbm=power_dbm,
         modulation=Modulation.LORA, spreading_factor=dr.spreading_factor,
         bandwidth_hz=dr.bandwidth_hz, code_rate=BEACON_CODE_RATE, invert_polarity=False,
-        preamble=spec.preamble, no_crc=True, timing=TxTiming.ON_GPS_PPS, count_us=count_us)
+        preamble=spec.preamble, no_crc=True, no_header=True, timing=TxTiming.ON_GPS_PPS,
+        count_us=count_us)
     toa = lora_time_on_air_us(dr.spreading_factor, dr.bandwidth_hz, BEACON_CODE_RATE,
                               len(payload), preamble=spec.preamble, crc=False,
                               implicit_header=True)

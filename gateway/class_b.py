@@ -1,0 +1,162 @@
+"""Class B on the radio thread: GPS time in, lock state out, beacons into the TX queue.
+
+Class B needs the gateway to know GPS time on the concentrator's own counter: a
+GPS-timed downlink (``time_since_gps_epoch``) is converted to a counter value, and
+the beacon leaves every 128 s on the PPS edge of a GPS second that is a multiple of
+128. The receiver is read here without blocking (a few hundred bytes a second), on
+the radio thread, because each NAV-TIMEGPS must be paired with the PPS-latched
+counter, which is an SPI read. While the time reference is fresh the downlink
+handler gets a clock; when it goes stale (no PPS pairing for a few seconds, or no
+fix) the handler gets ``None`` and answers class B requests GPS_UNLOCKED rather than
+guessing from the host clock. Lock changes are one log line each.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from gateway.config import Config
+from hal.emulator.chip import TICK_HZ, Sx1302Emulator
+from hal.emulator.gps import GpsEmulator
+from hal.gps_time import GpsClock, GpsReader, TimeReferenceError, open_gps_port
+from hal.interface import Concentrator
+from hal.sx1302 import Sx1302Concentrator
+from packet_forwarder.downlink.beacon import BeaconInfo, BeaconScheduler
+from packet_forwarder.downlink.handler import DownlinkHandler
+from packet_forwarder.downlink.jit import JitQueue
+from packet_forwarder.downlink.status import TxStatus
+from packet_forwarder.regions.model import Region
+
+log = structlog.get_logger("gateway.class_b")
+
+
+class GpsTimeAdapter:
+    """The downlink path's view of GPS time (µs, ``None`` without lock) over ``GpsClock``."""
+
+    def __init__(self, clock: GpsClock) -> None:
+        self.clock = clock
+
+    def count_at(self, gps_time_us: int) -> int | None:
+        try:
+            return self.clock.gps_ns_to_count(gps_time_us * 1000)
+        except TimeReferenceError:
+            return None
+
+    def gps_time_at(self, count_us: int) -> int | None:
+        try:
+            return self.clock.count_to_gps_ns(count_us) // 1000
+        except TimeReferenceError:
+            return None
+
+
+class EmulatedPps:
+    """Makes the emulated receiver tick once per second of the emulated chip's clock.
+
+    Each PPS edge is placed exactly one second (32 M ticks) after the previous one,
+    as a real receiver's would be, even though this is called at poll intervals.
+    """
+
+    def __init__(self, gps: GpsEmulator) -> None:
+        self.gps = gps
+        self._next = gps.chip.ticks() + TICK_HZ
+
+    def __call__(self) -> None:
+        now = self.gps.chip.ticks()
+        while now >= self._next:
+            self.gps.second(at_ticks=self._next)
+            self._next += TICK_HZ
+
+
+@dataclass
+class ClassBCounters:
+    beacons_queued: int = 0
+    beacons_refused: Counter[str] = field(default_factory=Counter)
+    gps_read_errors: int = 0
+
+
+class ClassB:
+    """Polled from the radio thread with the current counter value."""
+
+    def __init__(self, reader: GpsReader, handler: DownlinkHandler,
+                 beacons: BeaconScheduler | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
+        self.reader = reader
+        self.handler = handler
+        self.beacons = beacons
+        self._tick = tick
+        self._time = GpsTimeAdapter(reader.clock)
+        self.locked = False
+        self.counters = ClassBCounters()
+
+    def service(self, now_count_us: int) -> None:
+        if self._tick is not None:
+            self._tick()
+        try:
+            self.reader.poll()
+        except OSError as exc:
+            self.counters.gps_read_errors += 1
+            if self.counters.gps_read_errors == 1:
+                log.error("gps_read_failed", error=str(exc))
+        locked = self.reader.clock.valid
+        if locked != self.locked:
+            self.locked = locked
+            self.handler.gps = self._time if locked else None
+            if locked:
+                log.info("gps_locked", syncs=self.reader.status.syncs)
+            else:
+                log.warning("gps_lost", hint="class B downlinks are refused GPS_UNLOCKED")
+        if locked and self.beacons is not None:
+            for status in self.beacons.poll(now_count_us, self._time):
+                if status is TxStatus.OK:
+                    self.counters.beacons_queued += 1
+                else:
+                    self.counters.beacons_refused[status.name] += 1
+                    log.warning("beacon_refused", status=status.name)
+
+    def reset(self) -> None:
+        """The concentrator restarted: the counter restarted too, so start over."""
+        self.reader.clock.reference = None
+        if self.beacons is not None:
+            self.beacons.reset()
+
+    def snapshot(self) -> dict[str, object]:
+        return {"gps_locked": self.locked, "beacons_queued": self.counters.beacons_queued,
+                "beacons_refused": dict(self.counters.beacons_refused)}
+
+
+def build_class_b(config: Config, conc: Concentrator, emulator: Sx1302Emulator | None,
+                  handler: DownlinkHandler, region: Region, queue: JitQueue) -> ClassB | None:
+    """The configured GPS source and beacon; ``None`` (with one log line) when there is none."""
+    settings = config.class_b
+    if settings.gps == "none" or not isinstance(conc, Sx1302Concentrator):
+        return None
+    receiver = conc.board.gps
+    if receiver is None:
+        log.info("gps_not_fitted", board=conc.board.name, class_b="refused GPS_UNLOCKED")
+        return None
+    tick: Callable[[], None] | None = None
+    if emulator is not None:
+        port = GpsEmulator(emulator, gps_seconds=settings.emulator_start_gps_s)
+        tick = EmulatedPps(port)
+        reader = GpsReader(port, conc.pps_counter_us, GpsClock())
+    else:
+        try:
+            reader = GpsReader(open_gps_port(receiver.uart, receiver.baudrate),
+                               conc.pps_counter_us, GpsClock())
+        except (OSError, ValueError) as exc:
+            log.error("gps_unavailable", uart=receiver.uart, error=str(exc))
+            return None
+    beacons = None
+    if settings.beacon:
+        if region.beacon is None:
+            log.warning("beacon_not_defined", region=region.name)
+        else:
+            beacons = BeaconScheduler(
+                region, queue, info=BeaconInfo(settings.latitude, settings.longitude),
+                power_eirp_dbm=settings.beacon_power_eirp_dbm,
+                antenna_gain_dbi=config.downlink.antenna_gain_dbi)
+    return ClassB(reader, handler, beacons, tick)
