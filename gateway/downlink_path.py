@@ -42,7 +42,7 @@ from gateway.radio_loop import RadioSession
 from hal.emulator.transmit import TxLogEntry
 from hal.errors import HalError
 from hal.interface import Concentrator
-from hal.types import COUNTER_MODULO, ChannelPlan, TxState
+from hal.types import ChannelPlan, TxState
 from packet_forwarder.downlink import (
     CounterClock,
     DownlinkHandler,
@@ -52,7 +52,6 @@ from packet_forwarder.downlink import (
     JitQueue,
     QueueItem,
     TxLimits,
-    TxStatus,
 )
 from packet_forwarder.downlink.config_cmd import (
     parse_gateway_configuration,
@@ -91,57 +90,6 @@ def bridged_logger() -> logging.Logger:
     logger.propagate = False
     logger.addHandler(_StructlogBridge())
     return logger
-
-
-class InFlightAwareQueue(JitQueue):
-    """A :class:`JitQueue` that also remembers the packet the chip holds until it has left.
-
-    ``JitQueue.due`` forgets a packet once it is handed out, so a request arriving
-    in the ~40 ms before that packet starts (or while it is on air) could be placed
-    on top of it; the chip, still busy, would then make the new one miss its slot
-    after it had been acked OK. Here loaded packets stay visible to the collision
-    checks until they end, and class C placement starts after them.
-    """
-
-    def __init__(self, config: JitConfig) -> None:
-        super().__init__(config)
-        self._inflight: list[QueueItem] = []
-
-    def due(self, now_count_us: int, limit: int = 1) -> list[QueueItem]:
-        out = super().due(now_count_us, limit)
-        with self._lock:
-            self._prune(now_count_us)
-            self._inflight += out
-        return out
-
-    def _prune(self, now: int) -> None:
-        """Forget packets that have left (caller holds the lock)."""
-        self._inflight = [i for i in self._inflight if signed_delta(self._busy_end(i), now) > 0]
-
-    def schedule_immediate(self, item: QueueItem,
-                           now_count_us: int) -> tuple[TxStatus, QueueItem]:
-        with self._lock:
-            self._prune(now_count_us)
-            busy_us = max((signed_delta(self._busy_end(i), now_count_us)
-                           for i in self._inflight), default=0)
-        shift = max(0, busy_us - self.config.immediate_lead_us)
-        return super().schedule_immediate(item, (now_count_us + shift) % COUNTER_MODULO)
-
-    def clear(self) -> list[QueueItem]:
-        with self._lock:
-            self._inflight = []
-        return super().clear()
-
-    def _admit(self, item: QueueItem, now: int) -> TxStatus:
-        status = super()._admit(item, now)
-        if status is not TxStatus.OK:
-            return status
-        self._prune(now)
-        for other in self._inflight:
-            conflict = self._conflict(item, other)
-            if conflict is not None:
-                return conflict
-        return TxStatus.OK
 
 
 # --- the persisted channel plan ----------------------------------------------------------------
@@ -237,7 +185,7 @@ class DownlinkPath:
                  tx_log: Sequence[TxLogEntry] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.region = region
-        self.queue = InFlightAwareQueue(jit_config(config))
+        self.queue = JitQueue(jit_config(config))
         self.duty_cycle = DutyCycle(region, monotonic)
         self.clock = CounterClock(monotonic)
         self.handler = DownlinkHandler(
@@ -414,6 +362,11 @@ class DownlinkPath:
 
     def fill_stats(self, msg: gw_pb2.GatewayStats) -> None:
         fill_tx_stats(msg, self.handler.counters, self.duty_cycle, self.region)
+        if self.class_b is not None:
+            msg.metadata["gps_locked"] = "true" if self.class_b.locked else "false"
+            msg.metadata["beacons_queued"] = str(self.class_b.counters.beacons_queued)
+            for status, n in self.class_b.counters.beacons_refused.items():
+                msg.metadata[f"beacons_refused_{status.lower()}"] = str(n)
         msg.config_version = self.config_version
 
     def snapshot(self) -> dict[str, Any]:

@@ -101,6 +101,11 @@ def test_beacon_leaves_on_the_pps_of_a_128_s_gps_time_without_header_or_crc(
                 lat = int.from_bytes(entry.payload[9:12], "little", signed=True)
                 assert abs(lat / (1 << 23) * 90 - 48.8566) < 1e-4
                 assert class_b_of(daemon).counters.beacons_queued >= 1
+                stats = gw_pb2.GatewayStats()
+                assert daemon.downlink is not None
+                daemon.downlink.fill_stats(stats)
+                assert stats.metadata["gps_locked"] == "true"
+                assert int(stats.metadata["beacons_queued"]) >= 1
         finally:
             ns.close()
 

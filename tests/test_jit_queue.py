@@ -150,3 +150,26 @@ def test_inconsistent_config_is_refused() -> None:
         JitConfig(min_lead_us=10, missed_lead_us=20)
     with pytest.raises(ValueError):
         JitConfig(immediate_lead_us=1)
+
+
+def test_a_loaded_packet_still_blocks_its_slot_until_it_has_ended() -> None:
+    q = JitQueue()
+    start = 1_000_000
+    q.schedule(item(start, tag=1), 0)
+    now = start - CFG.load_margin_us // 2
+    [loaded] = q.due(now)
+    assert loaded.downlink_id == 1 and len(q) == 0
+    assert q.in_flight(now) == [loaded]
+    # a class A answer on top of the packet the chip now holds is a collision ...
+    assert q.schedule(item(start + TOA // 2, tag=2), now) is TxStatus.COLLISION_PACKET
+    # ... and class C is placed after it even when the usual lead would overlap it
+    just_before = start - CFG.immediate_lead_us + 1_000
+    status, placed = q.schedule_immediate(item(0, tag=3), just_before)
+    assert status is TxStatus.OK
+    assert placed.start == start + TOA + CFG.guard_us
+    # once it has ended (plus the guard) it is forgotten
+    later = start + TOA + CFG.guard_us + 1
+    assert q.in_flight(later) == []
+    assert q.schedule(item(later + CFG.immediate_lead_us, tag=4), later) is TxStatus.OK
+    q.clear()
+    assert q.in_flight(later) == []

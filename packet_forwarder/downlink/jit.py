@@ -77,11 +77,19 @@ class JitConfig:
 
 
 class JitQueue:
-    """Ordered TX queue with collision, timing and capacity checks (thread-safe)."""
+    """Ordered TX queue with collision, timing and capacity checks (thread-safe).
+
+    A packet handed out by :meth:`due` is loaded into the chip tens of ms before it
+    starts, and the chip holds it until it has left the antenna. It therefore stays
+    visible ("in flight") to the collision checks and to class C placement until it
+    has ended: otherwise a request arriving in those last milliseconds could be
+    placed on top of it, acked OK, and then miss its slot behind a busy chip.
+    """
 
     def __init__(self, config: JitConfig | None = None) -> None:
         self.config = config or JitConfig()
         self._items: list[QueueItem] = []
+        self._inflight: list[QueueItem] = []
         self._missed: list[QueueItem] = []
         self._lock = threading.Lock()
 
@@ -107,7 +115,10 @@ class JitQueue:
         with self._lock:
             if len(self._items) >= cfg.capacity:
                 return TxStatus.QUEUE_FULL, item
-            lead = cfg.immediate_lead_us
+            self._prune_inflight(now_count_us)
+            busy_us = max((signed_delta(self._busy_end(i), now_count_us)
+                           for i in self._inflight), default=0)
+            lead = max(cfg.immediate_lead_us, busy_us)
             for other in self._ordered(now_count_us):
                 candidate = self._at(item, now_count_us + lead)
                 if self._conflict(candidate, other) is None:
@@ -138,7 +149,15 @@ class JitQueue:
                 else:
                     keep.append(item)
             self._items = keep
+            self._prune_inflight(now_count_us)
+            self._inflight += out
         return out
+
+    def in_flight(self, now_count_us: int) -> list[QueueItem]:
+        """Packets handed out by :meth:`due` that have not ended yet."""
+        with self._lock:
+            self._prune_inflight(now_count_us)
+            return list(self._inflight)
 
     def take_missed(self) -> list[QueueItem]:
         """Items that were due but found past their slot since the last call."""
@@ -150,6 +169,7 @@ class JitQueue:
         """Drop everything (the concentrator restarted: queued counter values mean nothing)."""
         with self._lock:
             dropped, self._items = self._items, []
+            self._inflight = []
         return dropped
 
     def snapshot(self, now_count_us: int) -> list[QueueItem]:
@@ -180,11 +200,16 @@ class JitQueue:
             return TxStatus.TOO_LATE
         if lead > cfg.max_advance_us:
             return TxStatus.TOO_EARLY
-        for other in self._items:
+        self._prune_inflight(now)
+        for other in (*self._items, *self._inflight):
             conflict = self._conflict(item, other)
             if conflict is not None:
                 return conflict
         return TxStatus.OK
+
+    def _prune_inflight(self, now: int) -> None:
+        """Forget handed-out packets that have ended."""
+        self._inflight = [i for i in self._inflight if signed_delta(self._busy_end(i), now) > 0]
 
     def _conflict(self, a: QueueItem, b: QueueItem) -> TxStatus | None:
         """The collision status if ``a`` and ``b`` cannot both be sent, else None."""
