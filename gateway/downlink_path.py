@@ -192,6 +192,9 @@ class DownlinkPath:
             gateway_id=gateway_id, region=region, queue=self.queue, duty_cycle=self.duty_cycle,
             limits=TxLimits(config.downlink.antenna_gain_dbi, max_conducted_dbm),
             log=bridged_logger())
+        if region.lbt.required:
+            log.error("lbt_required_unavailable", region=region.name,
+                      hint="downlinks are refused TX_FREQ: no listen-before-talk radio support")
         self._gateway_id = gateway_id
         self._conc = concentrator
         self._executor = radio_executor

@@ -1,13 +1,12 @@
-"""The daemon's TX queue keeps a loaded packet in the collision checks until it has left.
+"""The TX queue keeps a loaded packet in the collision checks until it has left.
 
 (Pure, no broker: the end-to-end burst test shows the effect; this pins the rule.)
 """
 
 from __future__ import annotations
 
-from gateway.downlink_path import InFlightAwareQueue
 from hal.types import Modulation, TxPacket, TxTiming
-from packet_forwarder.downlink.jit import JitConfig, QueueItem
+from packet_forwarder.downlink.jit import JitConfig, JitQueue, QueueItem
 from packet_forwarder.downlink.status import TxStatus
 
 CFG = JitConfig(guard_us=45_000)
@@ -21,9 +20,9 @@ def item(start: int, downlink_id: int) -> QueueItem:
     return QueueItem(packet, TOA, downlink_id=downlink_id)
 
 
-def loaded_first(now: int = 1_000_000) -> tuple[InFlightAwareQueue, QueueItem, int]:
+def loaded_first(now: int = 1_000_000) -> tuple[JitQueue, QueueItem, int]:
     """A queue whose first packet (class C, placed now) has just been handed to the chip."""
-    q = InFlightAwareQueue(CFG)
+    q = JitQueue(CFG)
     status, first = q.schedule_immediate(item(0, 1), now)
     assert status is TxStatus.OK
     load_at = first.start - CFG.load_margin_us + 1000

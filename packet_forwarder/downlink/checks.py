@@ -5,6 +5,8 @@ plan is TX_FREQ, power beyond the regional EIRP limit (or beyond what the board'
 amplifier can produce after the antenna gain is taken off) is TX_POWER. The
 protocol has no status for a modulation outside the region's data-rate table or an
 oversized payload; those are INTERNAL_ERROR with the reason logged and counted.
+Where the region requires listen-before-talk (KR920) and the gateway cannot do it,
+every downlink is TX_FREQ: sending without it would be unlawful there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class TxLimits:
     antenna_gain_dbi: float = 0.0
     max_conducted_dbm: int | None = None
     min_conducted_dbm: int | None = None
+    listen_before_talk: bool = False
+    """Whether the gateway can sense the channel before sending. The HAL has no driver
+    for the SX1261 that does this on LBT boards, so today this is never true."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,9 @@ class Refusal:
 def check_request(req: ItemRequest, region: Region, limits: TxLimits) -> Refusal | None:
     """None when the request is allowed by the region and the board, else why not."""
     p = req.packet
+    if region.lbt.required and not limits.listen_before_talk:
+        return Refusal(TxStatus.TX_FREQ, f"{region.name} requires listen-before-talk, "
+                                         "which this gateway cannot do")
     if not region.downlink_frequency_ok(p.frequency_hz):
         return Refusal(TxStatus.TX_FREQ, f"frequency {p.frequency_hz} Hz not in {region.name}")
     dr = region.downlink_data_rate(p.modulation, spreading_factor=p.spreading_factor,
