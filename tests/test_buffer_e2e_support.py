@@ -30,13 +30,11 @@ class PersistentBroker(MosquittoBroker):
     silently), so a slow subscriber cannot lose frames behind the gateway's back.
     """
 
-    def _write_config(self) -> Path:
-        conf = super()._write_config()
-        text = conf.read_text().replace(
-            "persistence false",
-            f"persistence true\npersistence_location {self.workdir}/\nautosave_interval 3600")
-        conf.write_text(text + "max_queued_messages 0\nmax_inflight_messages 100\n")
-        return conf
+    def config_lines(self) -> list[str]:
+        lines = [line for line in super().config_lines()
+                 if line not in ("persistence false", "max_queued_messages 0")]
+        return [*lines, "persistence true", f"persistence_location {self.workdir}/",
+                "autosave_interval 3600", "max_queued_messages 0", "max_inflight_messages 100"]
 
 
 def phy(device: int, fcnt: int, extra: bytes = b"") -> bytes:
