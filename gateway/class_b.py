@@ -91,6 +91,7 @@ class ClassB:
         self._time = GpsTimeAdapter(reader.clock)
         self.locked = False
         self.counters = ClassBCounters()
+        self._beacon_syncs = -1
 
     def service(self, now_count_us: int) -> None:
         if self._tick is not None:
@@ -109,7 +110,10 @@ class ClassB:
                 log.info("gps_locked", syncs=self.reader.status.syncs)
             else:
                 log.warning("gps_lost", hint="class B downlinks are refused GPS_UNLOCKED")
-        if locked and self.beacons is not None:
+        syncs = self.reader.status.syncs
+        if locked and self.beacons is not None and syncs != self._beacon_syncs:
+            # once per new GPS second, not every poll: beacons are queued 128 s ahead
+            self._beacon_syncs = syncs
             for status in self.beacons.poll(now_count_us, self._time):
                 if status is TxStatus.OK:
                     self.counters.beacons_queued += 1
