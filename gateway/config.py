@@ -21,7 +21,7 @@ EUI_PATTERN = r"[0-9a-fA-F]{16}"
 KEY_PATTERN = r"[0-9a-fA-F]{32}"
 DEVADDR_PATTERN = r"[0-9a-fA-F]{8}"
 REGIONS = tuple(available_regions())
-BACKENDS = ("emulator", "sx1302")
+BACKENDS = ("emulator", "sx1302", "sx1302_usb")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class ConcentratorSection:
     region: str
     board: str
     spi_device: str
+    usb_device: str
+    """The USB concentrator's serial port (backend ``sx1302_usb``)."""
     poll_interval_s: float
     emulator: EmulatorSection
     firmware_dir: Path | None
@@ -220,6 +222,7 @@ def _concentrator(t: TableReader) -> ConcentratorSection:
         region=t.string("region", "EU868", choices=REGIONS),
         board=_board(t),
         spi_device=t.string("spi_device", "/dev/spidev0.0"),
+        usb_device=t.string("usb_device", "/dev/ttyACM0"),
         poll_interval_s=t.number("poll_interval_s", 0.01, low=0.001, high=1.0),
         emulator=_emulator(t.table("emulator")),
         firmware_dir=t.path("firmware_dir", None),

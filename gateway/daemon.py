@@ -37,6 +37,7 @@ from gateway.stats_publisher import StatsPublisher
 from gateway.status_server import default_status_socket
 from gateway.virtual_sensors import VirtualSensors
 from hal.backends import open_emulated, open_sx1302
+from hal.backends_usb import open_sx1302_usb
 from hal.emulator.chip import Sx1302Emulator
 from hal.errors import HalError
 from hal.interface import Concentrator
@@ -61,6 +62,8 @@ def _open_radio(config: Config) -> _Radio:
     if c.backend == "emulator":
         conc, emu = open_emulated(eui=bytes.fromhex(c.emulator.eui))
         return _Radio(conc, emu)
+    if c.backend == "sx1302_usb":
+        return _Radio(open_sx1302_usb(c.usb_device, firmware_dir=c.firmware_dir), None)
     return _Radio(open_sx1302(c.spi_device, c.board), None)
 
 

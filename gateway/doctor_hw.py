@@ -15,6 +15,7 @@ from collections.abc import Callable
 from gateway.config import Config
 from gateway.doctor_result import CheckResult, fail
 from hal.backends import open_emulated, open_sx1302
+from hal.backends_usb import open_sx1302_usb
 from hal.doctor_checks import run_concentrator_checks
 from hal.emulator.gps import GpsEmulator
 from hal.emulator.stepping_clock import SteppingClock
@@ -45,6 +46,8 @@ def open_for_doctor(config: Config) -> Opened:
             return GpsReader(gps_port, conc.pps_counter_us, GpsClock(clock))
 
         return conc, clock.sleep, emulated_gps
+    if c.backend == "sx1302_usb":
+        return open_sx1302_usb(c.usb_device, load_images=False), time.sleep, None
     conc = open_sx1302(c.spi_device, c.board, firmware_dir=c.firmware_dir, load_images=False)
     return conc, time.sleep, None
 
