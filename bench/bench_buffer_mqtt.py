@@ -36,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_paho import bare_paho
 from buffer.config import BufferConfig
 from buffer.uplink_buffer import UplinkBuffer
-from gateway.local_broker import free_port
+from gateway.sim.local_broker import free_port
+from gateway.uplink_sink import MqttUplinkSink
 from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.topics import Topics
-from packet_forwarder.uplink_sink import MqttUplinkSink
-from tests.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker
 
 GATEWAY = "0016c001ff10a235"
 TOPICS = Topics("bench", GATEWAY)

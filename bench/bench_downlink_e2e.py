@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
-from gateway.local_broker import LocalBroker
 from gateway.log import configure_logging
+from gateway.sim.local_broker import LocalBroker
 from hal.sx1302 import Sx1302Concentrator
 from hal.types import TxPacket
-from tests.gateway_proc import GATEWAY_ID, downlink_frame, write_config
+from tests.support.gateway_proc import GATEWAY_ID, downlink_frame, write_config
 
 received: dict[int, float] = {}
 loaded: dict[bytes, tuple[float, int]] = {}

@@ -30,9 +30,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.inject import send_inject
-from gateway.local_broker import LocalBroker
-from tests.gateway_proc import GatewayProcess, wait_for, write_config
+from gateway.sim.inject import send_inject
+from gateway.sim.local_broker import LocalBroker
+from tests.support.gateway_proc import GatewayProcess, wait_for, write_config
 
 
 class Receiver:

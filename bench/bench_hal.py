@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.records import RecordFields, encode_record
 from hal.rx_record import lora_crc16, parse_rx_buffer
 from hal.types import EU868_DEFAULT_PLAN, RxErrorCounters

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.firmware import AGC_SX1250_FILE, ARB_FILE, sha256_hex
 from hal.types import EU868_DEFAULT_PLAN
 

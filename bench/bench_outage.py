@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as mqtt
 from chirpstack_api.gw import gw_pb2
 
-from gateway.inject import send_inject
-from tests.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
-from tests.test_buffer_e2e_support import PersistentBroker, key, order_violations, packet
+from gateway.sim.inject import send_inject
+from tests.support.buffer_e2e import PersistentBroker, key, order_violations, packet
+from tests.support.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
 
 
 class Collector(UplinkCollector):

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.topics import Topics
-from tests.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker
 
 TOPICS = Topics("bench", "0016c001ff10a235")
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.inject import send_inject
-from tests.broker import MosquittoBroker
-from tests.gateway_proc import GatewayProcess, write_config
-from tests.test_buffer_e2e_support import packet
+from gateway.sim.inject import send_inject
+from tests.support.broker import MosquittoBroker
+from tests.support.buffer_e2e import packet
+from tests.support.gateway_proc import GatewayProcess, write_config
 
 RATES = (1, 10, 100)
 DEVICES = 200

@@ -8,9 +8,12 @@ inside the caller's transaction; adding v2 means appending one function to
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-Migration = Callable[[sqlite3.Connection], None]
+from common.sqlite_migrate import Migration, NewerSchemaError, user_version
+from common.sqlite_migrate import migrate as migrate_steps
+
+__all__ = ["MIGRATIONS", "Migration", "NewerSchemaError", "migrate", "user_version"]
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -37,33 +40,6 @@ def _v1(conn: sqlite3.Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (_v1,)
 
 
-class NewerSchemaError(Exception):
-    """The file was written by a newer version of this software."""
-
-
-def user_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute("PRAGMA user_version").fetchone()
-    return int(row[0])
-
-
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Bring the schema to ``len(migrations)``, one committed step per version.
-
-    The connection must be in autocommit mode (``isolation_level=None``); each
-    step and its ``user_version`` bump commit together, so a crash mid-way
-    resumes from the last finished step.
-    """
-    current = user_version(conn)
-    target = len(migrations)
-    if current > target:
-        raise NewerSchemaError(f"schema version {current} is newer than {target}")
-    for version in range(current, target):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            migrations[version](conn)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return target
+    """Bring the buffer's schema up to date (autocommit connection; see ``sqlite_migrate``)."""
+    return migrate_steps(conn, migrations)

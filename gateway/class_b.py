@@ -14,17 +14,13 @@ guessing from the host clock. Lock changes are one log line each.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.config import Config
-from hal.emulator.chip import TICK_HZ, Sx1302Emulator
-from hal.emulator.gps import GpsEmulator
-from hal.gps_time import GpsClock, GpsReader, TimeReferenceError, open_gps_port
-from hal.interface import Concentrator
-from hal.sx1302 import Sx1302Concentrator
+from hal.backends import GpsOpener
+from hal.gps_time import GpsClock, GpsReader, TimeReferenceError
 from packet_forwarder.downlink.beacon import BeaconInfo, BeaconScheduler
 from packet_forwarder.downlink.handler import DownlinkHandler
 from packet_forwarder.downlink.jit import JitQueue
@@ -53,24 +49,6 @@ class GpsTimeAdapter:
             return None
 
 
-class EmulatedPps:
-    """Makes the emulated receiver tick once per second of the emulated chip's clock.
-
-    Each PPS edge is placed exactly one second (32 M ticks) after the previous one,
-    as a real receiver's would be, even though this is called at poll intervals.
-    """
-
-    def __init__(self, gps: GpsEmulator) -> None:
-        self.gps = gps
-        self._next = gps.chip.ticks() + TICK_HZ
-
-    def __call__(self) -> None:
-        now = self.gps.chip.ticks()
-        while now >= self._next:
-            self.gps.second(at_ticks=self._next)
-            self._next += TICK_HZ
-
-
 @dataclass
 class ClassBCounters:
     beacons_queued: int = 0
@@ -82,20 +60,16 @@ class ClassB:
     """Polled from the radio thread with the current counter value."""
 
     def __init__(self, reader: GpsReader, handler: DownlinkHandler,
-                 beacons: BeaconScheduler | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 beacons: BeaconScheduler | None = None) -> None:
         self.reader = reader
         self.handler = handler
         self.beacons = beacons
-        self._tick = tick
         self._time = GpsTimeAdapter(reader.clock)
         self.locked = False
         self.counters = ClassBCounters()
         self._beacon_syncs = -1
 
     def service(self, now_count_us: int) -> None:
-        if self._tick is not None:
-            self._tick()
         try:
             self.reader.poll()
         except OSError as exc:
@@ -132,28 +106,24 @@ class ClassB:
                 "beacons_refused": dict(self.counters.beacons_refused)}
 
 
-def build_class_b(config: Config, conc: Concentrator, emulator: Sx1302Emulator | None,
+def build_class_b(config: Config, open_gps: GpsOpener | None, board_name: str,
                   handler: DownlinkHandler, region: Region, queue: JitQueue) -> ClassB | None:
-    """The configured GPS source and beacon; ``None`` (with one log line) when there is none."""
+    """The board's GPS receiver and the beacon; ``None`` (with one log line) when there is none.
+
+    ``open_gps`` comes from the radio door: the board's UART receiver paired with the
+    chip's PPS-latched counter, or the emulated one whose seconds pass with the chip.
+    """
     settings = config.class_b
-    if settings.gps == "none" or not isinstance(conc, Sx1302Concentrator):
+    if settings.gps == "none":
         return None
-    receiver = conc.board.gps
-    if receiver is None:
-        log.info("gps_not_fitted", board=conc.board.name, class_b="refused GPS_UNLOCKED")
+    if open_gps is None:
+        log.info("gps_not_fitted", board=board_name, class_b="refused GPS_UNLOCKED")
         return None
-    tick: Callable[[], None] | None = None
-    if emulator is not None:
-        port = GpsEmulator(emulator, gps_seconds=settings.emulator_start_gps_s)
-        tick = EmulatedPps(port)
-        reader = GpsReader(port, conc.pps_counter_us, GpsClock())
-    else:
-        try:
-            reader = GpsReader(open_gps_port(receiver.uart, receiver.baudrate),
-                               conc.pps_counter_us, GpsClock())
-        except (OSError, ValueError) as exc:
-            log.error("gps_unavailable", uart=receiver.uart, error=str(exc))
-            return None
+    try:
+        reader = open_gps()
+    except (OSError, ValueError) as exc:
+        log.error("gps_unavailable", board=board_name, error=str(exc))
+        return None
     beacons = None
     if settings.beacon:
         if region.beacon is None:
@@ -163,4 +133,4 @@ def build_class_b(config: Config, conc: Concentrator, emulator: Sx1302Emulator |
                 region, queue, info=BeaconInfo(settings.latitude, settings.longitude),
                 power_eirp_dbm=settings.beacon_power_eirp_dbm,
                 antenna_gain_dbi=config.downlink.antenna_gain_dbi)
-    return ClassB(reader, handler, beacons, tick)
+    return ClassB(reader, handler, beacons)

@@ -38,8 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    configure_logging("info", "auto")
-    return run_demo(duration_s=args.duration, state_dir=args.state_dir)
+    return run_demo(duration_s=args.duration, state_dir=args.state_dir,
+                    start_broker=not args.no_broker)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -60,7 +60,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
-    from gateway.inject import InjectError, parse_inject_datagram, send_inject
+    from gateway.sim.inject import InjectError, parse_inject_datagram, send_inject
 
     socket_path = args.socket
     if socket_path is None:
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="emulated concentrator + virtual sensors + local broker")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--state-dir", type=Path, default=None, help="where the demo keeps files")
+    demo.add_argument("--no-broker", action="store_true",
+                      help="do not start a local Mosquitto (see frames kept in the buffer)")
     demo.set_defaults(func=_cmd_demo)
 
     config = sub.add_parser("config", help="configuration tools")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from gateway.config_reader import ConfigError, TableReader
+from common.toml_reader import ConfigError, TableReader
 from packet_forwarder.regions import RegionError, RegionPlanError, available_regions, load_region
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_text"]

@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,42 +28,23 @@ from gateway.config import Config
 from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath, StartPlan, plan_store_for, start_plan
 from gateway.edge_stage import EdgeStage
-from gateway.inject import InjectRequest, InjectServer
 from gateway.log import RateLimiter
-from gateway.radio_loop import RadioLoop, RadioSession
+from gateway.radio import radio_settings
+from gateway.radio_loop import RadioLoop, RadioSession, Submit
 from gateway.service_hooks import ServiceHooks
+from gateway.sim.site import SimSite
 from gateway.stats_publisher import StatsPublisher
 from gateway.status_server import default_status_socket
-from gateway.virtual_sensors import VirtualSensors
-from hal.backends import open_emulated, open_sx1302
-from hal.backends_usb import open_sx1302_usb
-from hal.emulator.chip import Sx1302Emulator
+from gateway.uplink_sink import MqttUplinkSink
+from hal.backends import Radio, open_radio
 from hal.errors import HalError
 from hal.interface import Concentrator
-from hal.sx1302 import Sx1302Concentrator
 from packet_forwarder.keystore import KeyStoreError
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.regions import Region, RegionError, load_region
 from packet_forwarder.topics import Topics
-from packet_forwarder.uplink_sink import MqttUplinkSink
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class _Radio:
-    concentrator: Concentrator
-    emulator: Sx1302Emulator | None
-
-
-def _open_radio(config: Config) -> _Radio:
-    c = config.concentrator
-    if c.backend == "emulator":
-        conc, emu = open_emulated(eui=bytes.fromhex(c.emulator.eui))
-        return _Radio(conc, emu)
-    if c.backend == "sx1302_usb":
-        return _Radio(open_sx1302_usb(c.usb_device, firmware_dir=c.firmware_dir), None)
-    return _Radio(open_sx1302(c.spi_device, c.board), None)
 
 
 def _start_concentrator(conc: Concentrator, config: Config, region: Region) -> StartPlan:
@@ -80,13 +60,6 @@ def _start_concentrator(conc: Concentrator, config: Config, region: Region) -> S
         conc.start(chosen.plan)
     log.info("channel_plan", source=chosen.source, version=chosen.version, region=region.name)
     return chosen
-
-
-def _max_conducted_dbm(conc: Concentrator) -> int | None:
-    """The strongest entry of the board's TX power table (None if the backend has none)."""
-    if isinstance(conc, Sx1302Concentrator) and conc.board.tx_gain_lut:
-        return max(e.rf_power_dbm for e in conc.board.tx_gain_lut)
-    return None
 
 
 def _mqtt_settings(config: Config, gateway_id: str) -> MqttSettings:
@@ -123,17 +96,22 @@ class DaemonStartError(Exception):
 class Daemon:
     """Owns every long-lived object of a running gateway."""
 
-    def __init__(self, config: Config, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, config: Config, limiter: RateLimiter | None = None, *,
+                 on_uplink: Callable[[bytes], None] | None = None) -> None:
         self.config = config
         self._limiter = limiter
+        self._on_uplink = on_uplink
+        """Called with each uplink's ``UplinkFrame`` bytes as it enters the buffer (the demo)."""
+        self.summary: dict[str, int] = {}
+        """Totals after a clean stop: received, delivered (broker-acknowledged), kept."""
         self._started = time.monotonic()
         self._gateway_id = ""
         self.counters = UplinkCounters()
         self._stop = asyncio.Event()
         self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
         self._background: set[asyncio.Task[None]] = set()
-        self.emulator: Sx1302Emulator | None = None
-        """The emulated chip when the emulator backend runs (tests read its TX log)."""
+        self.radio: Radio | None = None
+        """The opened radio (tests reach the emulated chip as ``radio.emulator``)."""
         self.downlink: DownlinkPath | None = None
 
     def request_stop(self) -> None:
@@ -148,9 +126,11 @@ class Daemon:
         except RegionError as exc:
             log.error("region_unusable", error=str(exc))
             raise DaemonStartError(str(exc)) from exc
-        radio = await loop.run_in_executor(self._radio_executor, _open_radio, self.config)
+        radio = await loop.run_in_executor(self._radio_executor, open_radio,
+                                           radio_settings(self.config))
         conc = radio.concentrator
-        self.emulator = radio.emulator
+        self.radio = radio
+        site = SimSite(self.config, radio.emulator) if radio.emulator is not None else None
         plan = await loop.run_in_executor(self._radio_executor, _start_concentrator, conc,
                                           self.config, region)
         eui = await loop.run_in_executor(self._radio_executor, conc.eui)
@@ -159,7 +139,7 @@ class Daemon:
         log.info("gateway_identity", backend=self.config.concentrator.backend,
                  eui=eui.hex(), gateway_id=gateway_id, session=f"{session.session_id:08x}")
 
-        edge = EdgeStage(self.config)
+        edge = EdgeStage(self.config, site.sessions if site is not None else ())
         try:
             edge_filter = await edge.open(gateway_id)
         except (KeyStoreError, OSError, ValueError) as exc:
@@ -185,10 +165,10 @@ class Daemon:
             radio_executor=self._radio_executor, session=session,
             publish_ack=lambda topic, payload: link.publish(topic, payload, qos=1),
             ack_topic=topics.event("ack"), plan_store=plan_store_for(self.config),
-            running_plan=plan, max_conducted_dbm=_max_conducted_dbm(conc),
-            tx_log=radio.emulator.tx_log if radio.emulator is not None else None)
-        downlink.class_b = build_class_b(self.config, conc, radio.emulator, downlink.handler,
-                                         region, downlink.queue)
+            running_plan=plan, max_conducted_dbm=radio.max_conducted_dbm,
+            on_loaded=site.report_tx if site is not None else None)
+        downlink.class_b = build_class_b(self.config, radio.open_gps, radio.board.name,
+                                         downlink.handler, region, downlink.queue)
         self.downlink = downlink
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id(),
@@ -197,14 +177,15 @@ class Daemon:
         await buffer.open()
         self._buffer = buffer
 
-        extras = await self._start_emulator_inputs(radio.emulator)
+        if site is not None:
+            await site.start()
         radio_loop = RadioLoop(
-            conc, self._radio_executor, buffer.submit,
+            conc, self._radio_executor, self._observed(buffer.submit),
             gateway_id=gateway_id, session=session,
             poll_interval_s=self.config.concentrator.poll_interval_s,
             forward_crc_error=self.config.forwarder.forward_crc_error,
             counters=self.counters,
-            after_poll=_chain(extras.server.resume if extras.server else None,
+            after_poll=_chain(site.after_poll if site is not None else None,
                               hooks.watchdog.radio_alive),
             edge_check=edge_filter.check,
             radio_service=downlink.service_radio,
@@ -217,7 +198,8 @@ class Daemon:
         await hooks.start(is_healthy=lambda: not radio_task.done())
         hooks.ready("receiving; buffer open")
         link_task = asyncio.create_task(link.run(), name="mqtt")
-        side_tasks = [asyncio.create_task(stats.run(), name="stats"), *extras.tasks]
+        side_tasks = [asyncio.create_task(stats.run(), name="stats"),
+                      *(site.tasks if site is not None else ())]
         log.info("gateway_running", gateway_id=gateway_id, mqtt=self.config.mqtt.server,
                  buffer=str(self.config.buffer.path))
         try:
@@ -231,8 +213,11 @@ class Daemon:
             downlink.close()
             await asyncio.gather(radio_task, *side_tasks, *self._background,
                                  return_exceptions=True)
-            await self._drain_radio(radio_loop, extras)
+            await self._drain_radio(radio_loop, site)
             await buffer.close()
+            kept = buffer.stats()
+            self.summary = {"received": self.counters.rx_received, "delivered": kept.acked,
+                            "kept": kept.depth, "dropped": kept.dropped_total}
             await edge.close()
             await link.stop()
             link_task.cancel()
@@ -240,22 +225,36 @@ class Daemon:
             await loop.run_in_executor(self._radio_executor, conc.stop)
             self._radio_executor.shutdown(wait=True)
             log.info("stopped", received=self.counters.rx_received,
-                     forwarded=self.counters.forwarded, dropped=dict(self.counters.dropped))
+                     forwarded=self.counters.forwarded, delivered=self.summary["delivered"],
+                     kept=self.summary["kept"], dropped=dict(self.counters.dropped))
 
     @staticmethod
-    async def _drain_radio(radio_loop: RadioLoop, extras: _EmulatorInputs) -> None:
+    async def _drain_radio(radio_loop: RadioLoop, site: SimSite | None) -> None:
         """Take in what was already received (chip buffer, inject socket) before stopping."""
-        if extras.server is not None:
-            extras.server.drain_socket()
+        if site is not None:
+            site.drain_socket()
         while True:
             try:
                 got = await radio_loop.poll_once()
             except HalError as exc:
                 log.error("concentrator_receive_failed", error=str(exc))
                 break
-            if not got and (extras.server is None or not extras.server.pending()):
+            if not got and (site is None or not site.pending()):
                 break
-        extras.close()
+        if site is not None:
+            site.close()
+
+    def _observed(self, submit: Submit) -> Submit:
+        """``submit``, telling ``on_uplink`` of each frame first (only when one is set)."""
+        observer = self._on_uplink
+        if observer is None:
+            return submit
+
+        def observed(device: str, body: bytes, **timing: Any) -> int:
+            observer(body)
+            return submit(device, body, **timing)
+
+        return observed
 
     def _on_command(self, name: str, payload: bytes) -> None:
         if name == "down" and self.downlink is not None:
@@ -304,48 +303,6 @@ class Daemon:
         ack = await self._edge.handle_sync(payload)
         if ack is not None:
             self._link.publish(self._topics.event("keys-ack"), ack, qos=1)
-
-    async def _start_emulator_inputs(self, emulator: Sx1302Emulator | None) -> _EmulatorInputs:
-        inputs = _EmulatorInputs()
-        if emulator is None:
-            return inputs
-        settings = self.config.concentrator.emulator
-
-        def inject(req: InjectRequest) -> bool:
-            if not emulator.rx_fifo_has_room(len(req.phy_payload)):
-                return False  # the chip's buffer is full: keep it until the radio loop drains
-            if req.fault == "truncate_record":
-                emulator.truncate_next_record()
-            elif req.fault == "corrupt_record":
-                emulator.corrupt_next_record()
-            emulator.inject(req.phy_payload, frequency_hz=req.frequency_hz, sf=req.sf,
-                            bw_hz=req.bw_hz, cr=req.cr, rssi_dbm=req.rssi_dbm,
-                            snr_db=req.snr_db, crc_ok=req.crc_ok)
-            return True
-
-        if settings.inject_socket is not None:
-            inputs.server = InjectServer(settings.inject_socket, inject)
-            await inputs.server.start()
-        if settings.sensors:
-            sensors = VirtualSensors(settings.sensors, emulator)
-            inputs.sensors = sensors
-            inputs.tasks.append(asyncio.create_task(sensors.run(), name="sensors"))
-        return inputs
-
-
-@dataclass
-class _EmulatorInputs:
-    server: InjectServer | None = None
-    sensors: VirtualSensors | None = None
-
-    def __post_init__(self) -> None:
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        if self.sensors is not None:
-            self.sensors.stop()
 
 
 def _chain(*callbacks: Callable[[], None] | None) -> Callable[[], None]:

@@ -3,8 +3,10 @@
 It runs the embedded demo configuration (emulated SX1302 with virtual sensors),
 starts a loopback Mosquitto when the binary exists, and prints every uplink the
 broker receives, decoded, so a newcomer sees frames flow end to end. Without
-Mosquitto it says so and the gateway buffers to SQLite, as it would in a
-building whose line is down.
+Mosquitto (or with ``--no-broker``) it says once how to get one, prints each frame
+as it is kept in the SQLite buffer, as the gateway would in a building whose line
+is down, and ends with a summary that separates what a broker acknowledged from
+what is still kept.
 """
 
 from __future__ import annotations
@@ -24,16 +26,36 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import Config, demo_config_text, load_config_text
 from gateway.daemon import Daemon
-from gateway.local_broker import LocalBroker, find_mosquitto
+from gateway.log import configure_logging
+from gateway.sim.local_broker import LocalBroker, find_mosquitto
 
 log = structlog.get_logger(__name__)
 
 
+NO_BROKER_HINT = ("no MQTT broker: every frame is kept in the SQLite buffer until one answers on "
+                  "127.0.0.1:1883. To see frames reach a broker, install Mosquitto "
+                  "(sudo apt-get install mosquitto) and run the demo again.")
+QUIET_WITHOUT_BROKER = frozenset({"mqtt_connect_failed", "mqtt_reconnect_wait"})
+"""Link events the demo has already explained once when it runs without a broker."""
+
+
 def demo_config(state_dir: Path, mqtt_url: str | None) -> Config:
+    """The embedded config, its files (and status socket) in ``state_dir``."""
     config = load_config_text(demo_config_text(), source="(embedded demo)", base_dir=state_dir)
+    gateway = dataclasses.replace(config.gateway, status_socket=state_dir / "status.sock")
+    config = dataclasses.replace(config, gateway=gateway)
     if mqtt_url is not None:
         config = dataclasses.replace(config, mqtt=dataclasses.replace(config.mqtt, server=mqtt_url))
     return config
+
+
+def summary_line(summary: dict[str, int], buffer: Path) -> str:
+    """The demo's last line: what a broker has, apart from what is still waiting on disk."""
+    if not summary:
+        return "[demo] the gateway did not start; see the error above"
+    return (f"[demo] received {summary['received']} frames: delivered to the broker "
+            f"{summary['delivered']}, kept in the buffer {summary['kept']} ({buffer})"
+            + (f", dropped {summary['dropped']}" if summary.get("dropped") else ""))
 
 
 def describe_uplink(payload: bytes) -> str:
@@ -71,29 +93,38 @@ def _watch_broker(url_port: int, topic: str) -> Iterator[None]:
         client.disconnect()
 
 
-def run_demo(duration_s: float | None = None, state_dir: Path | None = None) -> int:
+def _print_kept(payload: bytes) -> None:
+    print(f"[kept]   {describe_uplink(payload)} (in the buffer, waiting for a broker)",
+          flush=True)
+
+
+def run_demo(duration_s: float | None = None, state_dir: Path | None = None, *,
+             start_broker: bool = True) -> int:
     work = state_dir or Path(tempfile.mkdtemp(prefix="lora-gateway-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     broker: LocalBroker | None = None
-    if find_mosquitto():
+    if start_broker and find_mosquitto():
+        configure_logging("info", "auto")
         broker = LocalBroker(work / "broker")
         broker.start()
         log.info("demo_broker_started", url=broker.url)
     else:
-        log.warning("demo_no_broker", detail="mosquitto is not installed: the gateway will "
-                    "buffer every frame in SQLite until a broker answers on 127.0.0.1:1883")
+        configure_logging("info", "auto", drop_events=QUIET_WITHOUT_BROKER)
+        print(f"[demo] {NO_BROKER_HINT}", flush=True)
     config = demo_config(work, broker.url if broker else None)
     log.info("demo_state_dir", path=str(work), inject_socket=str(
         config.concentrator.emulator.inject_socket))
     topic = f"{config.mqtt.topic_prefix}/gateway/+/event/up"
+    daemon = Daemon(config, on_uplink=None if broker else _print_kept)
     try:
         with _watch_broker(broker.port if broker else 1883, topic):
-            asyncio.run(_run_for(Daemon(config), duration_s))
+            asyncio.run(_run_for(daemon, duration_s))
     except KeyboardInterrupt:
         pass
     finally:
         if broker:
             broker.stop()
+    print(summary_line(daemon.summary, config.buffer.path), flush=True)
     return 0
 
 

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,6 @@ from chirpstack_api.gw import gw_pb2
 from gateway.class_b import ClassB
 from gateway.config import Config
 from gateway.radio_loop import RadioSession
-from hal.emulator.transmit import TxLogEntry
 from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import ChannelPlan, TxState
@@ -182,7 +181,7 @@ class DownlinkPath:
                  concentrator: Concentrator, radio_executor: Executor, session: RadioSession,
                  publish_ack: Publish, ack_topic: str, plan_store: PlanStore,
                  running_plan: StartPlan, max_conducted_dbm: int | None,
-                 tx_log: Sequence[TxLogEntry] | None = None,
+                 on_loaded: Callable[[QueueItem], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.region = region
         self.queue = JitQueue(jit_config(config))
@@ -204,8 +203,7 @@ class DownlinkPath:
         self._store = plan_store
         self.plan = running_plan.plan
         self.config_version = running_plan.version
-        self._tx_log = tx_log
-        self._tx_log_seen = len(tx_log) if tx_log is not None else 0
+        self._on_loaded = on_loaded
         self._timers: set[asyncio.TimerHandle] = set()
         self._kick_pending = False
         self._closed = False
@@ -249,22 +247,8 @@ class DownlinkPath:
                  count_us=packet.count_us, frequency=packet.frequency_hz,
                  sf=packet.spreading_factor, power_dbm=packet.power_dbm, toa_us=item.toa_us,
                  lead_us=signed_delta(packet.count_us, count))
-        self._report_emulated_tx()
-
-    def _report_emulated_tx(self) -> None:
-        """With the emulator, log what the chip itself put on the air (decoded from registers).
-
-        This is the end-to-end evidence that timing and frequency survived the
-        register encoding; the subprocess tests read these lines.
-        """
-        if self._tx_log is None:
-            return
-        entries = self._tx_log[self._tx_log_seen:]
-        self._tx_log_seen += len(entries)
-        for e in entries:
-            log.info("tx_started", source="emulator", count_us=e.start_count_us,
-                     frequency=e.frequency_hz, sf=e.spreading_factor, bw=e.bandwidth_hz,
-                     power_dbm=e.power_dbm, size=len(e.payload), timing=e.timing.value)
+        if self._on_loaded is not None:
+            self._on_loaded(item)
 
     # -- loop thread ----------------------------------------------------------------------
 
@@ -311,7 +295,8 @@ class DownlinkPath:
 
     async def handle_config(self, payload: bytes) -> float | None:
         """Loop thread: apply a ``command/config`` plan; returns the stats interval it carries."""
-        result = parse_gateway_configuration(payload, self.region, self._gateway_id)
+        result = parse_gateway_configuration(payload, self.region, self._gateway_id,
+                                             fits=self._conc.check_plan)
         if result.plan is None:
             log.warning("config_refused", version=result.version, error=result.error,
                         keeping=self.config_version or "region default")

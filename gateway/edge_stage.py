@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from gateway.config import Config, SensorConfig
+from gateway.config import Config
 from packet_forwarder.edge_filter import EdgeFilter, EdgePolicy
 from packet_forwarder.key_sync import KeySync
 from packet_forwarder.keystore import DeviceSession, KeyStore, KeyStoreError
@@ -22,37 +23,25 @@ from packet_forwarder.keystore import DeviceSession, KeyStore, KeyStoreError
 log = structlog.get_logger(__name__)
 
 
-def sensor_session(sensor: SensorConfig) -> DeviceSession:
-    """The ABP session of a virtual sensor, so the demo's frames pass the MIC check."""
-    key = bytes.fromhex(sensor.nwk_s_key)
-    return DeviceSession(
-        dev_eui=f"0016c001{sensor.dev_addr}", dev_addr=sensor.dev_addr, mac_version="1.0.3",
-        nwk_s_enc_key=key, s_nwk_s_int_key=key, f_nwk_s_int_key=key,
-        app_s_key=bytes.fromhex(sensor.app_s_key),
-    )
-
-
-def _open_filter(config: Config) -> EdgeFilter:
+def _open_filter(config: Config, fresh: Sequence[DeviceSession]) -> EdgeFilter:
     policy = EdgePolicy.from_mapping(config.edge.policy)
     if config.keys.store is None:
         return EdgeFilter(policy)
     config.keys.store.parent.mkdir(parents=True, exist_ok=True)
     store = KeyStore(config.keys.store, config.keys.key_file, track_shutdown=True)
-    sensors = config.concentrator.emulator.sensors
-    if config.concentrator.backend == "emulator" and sensors:
-        # Virtual ABP sensors restart their counters at 0 with every demo run: start
-        # their sessions afresh too, or the edge check would call them replays.
-        fresh = [sensor_session(s) for s in sensors]
+    if fresh:
+        # sessions handed in by the wiring (the simulator's virtual sensors) start afresh
         store.apply(remove=[s.dev_eui for s in fresh])
-        store.apply(sessions=fresh)
+        store.apply(sessions=list(fresh))
     return EdgeFilter(policy, store)
 
 
 class EdgeStage:
     """Owns the edge filter, its store thread and the optional key-sync handler."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, extra_sessions: Sequence[DeviceSession] = ()) -> None:
         self._config = config
+        self._extra_sessions = tuple(extra_sessions)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="keystore")
         self.filter: EdgeFilter | None = None
         self._sync: KeySync | None = None
@@ -61,7 +50,8 @@ class EdgeStage:
     async def open(self, gateway_id: str) -> EdgeFilter:
         """Open the store; raises ``KeyStoreError`` with a message fit for one log line."""
         loop = asyncio.get_running_loop()
-        self.filter = await loop.run_in_executor(self._executor, _open_filter, self._config)
+        self.filter = await loop.run_in_executor(self._executor, _open_filter, self._config,
+                                                 self._extra_sessions)
         secret_file = self._config.keys.sync_secret_file
         if secret_file is not None and self.filter.store is not None:
             secret = await loop.run_in_executor(self._executor, secret_file.read_bytes)

@@ -205,18 +205,21 @@ def _choose_format(fmt: str, out: Any, environ: Mapping[str, str], explicit_stre
 def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None, *,
                       secrets: Iterable[str] = (), rate_limiter: RateLimiter | None = None,
                       environ: Mapping[str, str] | None = None,
-                      journal_socket: Path = JOURNAL_SOCKET) -> RateLimiter:
+                      journal_socket: Path = JOURNAL_SOCKET,
+                      drop_events: frozenset[str] = frozenset()) -> RateLimiter:
     """Set up structlog once per process; safe to call again (tests, CLI subcommands).
 
     ``fmt`` is auto, console, keyvalue, json or journal; auto picks journal when
     systemd connected stderr to the journal. Returns the rate limiter in use, so the
-    daemon can call ``report_suppressed`` on it now and then.
+    daemon can call ``report_suppressed`` on it now and then. ``drop_events`` names
+    events not to write at all (the demo, which has already explained them once).
     """
     out = stream if stream is not None else sys.stderr
     env = os.environ if environ is None else environ
     chosen = _choose_format(fmt, out, env, stream is not None)
     limiter = rate_limiter or RateLimiter()
     processors: list[Any] = [
+        *([_EventDropper(drop_events)] if drop_events else []),
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         limiter,
@@ -238,6 +241,18 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
         cache_logger_on_first_use=False,
     )
     return limiter
+
+
+@dataclass(frozen=True)
+class _EventDropper:
+    """structlog processor: drops the named events."""
+
+    events: frozenset[str]
+
+    def __call__(self, _logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+        if event_dict.get("event") in self.events:
+            raise structlog.DropEvent
+        return event_dict
 
 
 def _renderer(fmt: str) -> Any:

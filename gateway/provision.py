@@ -140,13 +140,15 @@ def gateway_eui(config: Config, read_chip: Callable[[], bytes] | None = None) ->
 
 
 def _read_chip_eui(config: Config) -> bytes:
-    from hal.backends import open_sx1302
+    """Through the radio door, so a USB board is read through its MCU, an SPI one over SPI."""
+    from gateway.radio import radio_settings
+    from hal.backends import open_radio
 
-    conc = open_sx1302(config.concentrator.spi_device, config.concentrator.board)
+    radio = open_radio(radio_settings(config), purpose="inspect")
     try:
-        return conc.eui()
+        return radio.concentrator.eui()
     finally:
-        conc.stop()
+        radio.close()
 
 
 def check_tls_files(mqtt: MqttSection) -> list[str]:

@@ -38,6 +38,14 @@ class Concentrator(Protocol):
 
     rx_errors: RxErrorCounters
 
+    def check_plan(self, plan: ChannelPlan) -> str | None:
+        """Whether this concentrator can receive ``plan``: None if it can, else why not.
+
+        Pure computation, no I/O: the protocol layer asks it before accepting a channel
+        plan from the network server, without knowing the chip's radio constraints.
+        """
+        ...
+
     def start(self, plan: ChannelPlan) -> None:
         """Bring the chip up and start receiving on ``plan``; raises ``HalError`` on failure."""
         ...

@@ -16,7 +16,7 @@ import structlog
 from hal import bringup
 from hal.board_power import BoardLines, hold_in_reset, power_up_and_reset
 from hal.counter import CounterExtender, read_counters
-from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError
+from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError, PlanError
 from hal.firmware import FirmwareImages
 from hal.interface import OutputLine, SpiTransport
 from hal.mcu import Mcus
@@ -95,6 +95,14 @@ class Sx1302Concentrator:
         self.model = "unknown"
 
     # --- bring-up ------------------------------------------------------------------------------
+    def check_plan(self, plan: ChannelPlan) -> str | None:
+        """Whether the two radios and ten IF chains can receive ``plan``; the reason if not."""
+        try:
+            resolve_plan(plan)
+        except PlanError as exc:
+            return str(exc)
+        return None
+
     def start(self, plan: ChannelPlan) -> None:
         layout = resolve_plan(plan)  # refuse a bad plan before touching the hardware
         self._layout = None

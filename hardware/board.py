@@ -3,7 +3,7 @@
 Each board is one file in ``hardware/boards/`` (SPI device, GPIO chip and lines,
 reset/power polarity and timing, radio type, RSSI offset and temperature
 compensation, TX power table, antenna gain, fitted temperature sensor and GPS).
-The files are validated with the same :class:`gateway.config_reader.TableReader`
+The files are validated with the same :class:`common.toml_reader.TableReader`
 as the gateway's own configuration, so a bad value is a one-line error naming
 the file, the key, the value and what is allowed. The driver in :mod:`hal` is the
 same for every board; only these values change.
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.config_reader import ConfigError, TableReader
+from common.toml_reader import ConfigError, TableReader
 
 RADIO_TYPES = ("sx1250",)
 DEFAULT_CHIP_LABELS = ("pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from buffer.uplink_buffer import UplinkBuffer
-from tests.test_buffer_support import (
+from tests.support.buffer import (
     FakeClock,
     FakeSink,
     Switch,

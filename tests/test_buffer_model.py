@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from buffer.types import AckCallback, Delivery
 from buffer.uplink_buffer import UplinkBuffer
-from tests.test_buffer_support import BOOT, FakeClock, FakeSink, Switch, flaky_store, make_config
+from tests.support.buffer import BOOT, FakeClock, FakeSink, Switch, flaky_store, make_config
 
 DEVICES = st.sampled_from(["a", "b", "c"])
 

@@ -17,11 +17,11 @@ from chirpstack_api.gw import gw_pb2
 from gateway.class_b import ClassB
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
-from gateway.local_broker import LocalBroker
+from gateway.sim.local_broker import LocalBroker
 from hal.emulator.transmit import TxLogEntry
 from hal.types import TxTiming
 from packet_forwarder.downlink.status import TxStatus
-from tests.gateway_proc import GATEWAY_ID, NetworkServerStandIn, write_config
+from tests.support.gateway_proc import GATEWAY_ID, NetworkServerStandIn, write_config
 from tests.test_e2e_downlink_inprocess import (
     broker,  # noqa: F401  (fixture)
     emulator,
@@ -162,7 +162,7 @@ def test_without_gps_class_b_is_refused_gps_unlocked(tmp_path: Path,
 def test_bad_class_b_values_are_refused_with_the_key_named(tmp_path: Path) -> None:
     import pytest
 
-    from gateway.config_reader import ConfigError
+    from common.toml_reader import ConfigError
 
     with pytest.raises(ConfigError, match=r"class_b\.gps"):
         class_b_config(tmp_path, 1883, gps='"emulator"')
@@ -173,19 +173,18 @@ def test_bad_class_b_values_are_refused_with_the_key_named(tmp_path: Path) -> No
 def test_lock_is_lost_when_pps_pairings_stop_and_class_b_then_refused() -> None:
     from types import SimpleNamespace
 
-    from gateway.class_b import EmulatedPps
-    from hal.backends import open_emulated
-    from hal.emulator.gps import GpsEmulator
+    from hal.backends.emulated import open_emulated
+    from hal.emulator.gps import FreeRunningGps
     from hal.gps_time import REFERENCE_MAX_AGE_S, GpsClock, GpsReader
     from hal.types import EU868_DEFAULT_PLAN
 
     t = [100.0]
     conc, emu = open_emulated(clock=lambda: t[0])
     conc.start(EU868_DEFAULT_PLAN)
-    port = GpsEmulator(emu, gps_seconds=START_S)
+    port = FreeRunningGps(emu, gps_seconds=START_S)
     reader = GpsReader(port, conc.pps_counter_us, GpsClock(host_clock=lambda: t[0]))
     handler = SimpleNamespace(gps=None)
-    cb = ClassB(reader, handler, tick=EmulatedPps(port))  # type: ignore[arg-type]
+    cb = ClassB(reader, handler)  # type: ignore[arg-type]
     for _ in range(3):
         t[0] += 1.0
         cb.service(conc.counter_us())

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from buffer.clock import SyncState, frame_timing
 from buffer.types import AckCallback, Delivery, UplinkRecord
 from buffer.uplink_buffer import UplinkBuffer
+from gateway.uplink_sink import MqttUplinkSink
 from packet_forwarder.topics import Topics
-from packet_forwarder.uplink_sink import MqttUplinkSink
-from tests.test_buffer_support import FakeClock, FakeSink, make_config
+from tests.support.buffer import FakeClock, FakeSink, make_config
 
 BOOT = "boot-a"
 S = 10**9

@@ -35,12 +35,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.inject import send_inject
-from gateway.local_broker import find_mosquitto
-from tests.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
-from tests.test_buffer_e2e_support import PersistentBroker, covered_lines, key, packet, read_from
+from gateway.sim.inject import send_inject
+from tests.support.buffer_e2e import PersistentBroker, covered_lines, key, packet, read_from
+from tests.support.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
 
-pytestmark = [pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto"),
+pytestmark = [pytest.mark.usefixtures("mosquitto_binary"),
               pytest.mark.slow]
 
 KILLS = 100

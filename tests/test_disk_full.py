@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.test_buffer_support import FakeClock, FakeSink, make_buffer, rows, submit
+from tests.support.buffer import FakeClock, FakeSink, make_buffer, rows, submit
 
 BODY = bytes(200)
 

@@ -13,9 +13,8 @@ import pytest
 from gateway.config import Config
 from gateway.doctor import check_buffer, check_disk, report, run_checks
 from gateway.doctor_result import CheckResult, ok
-from gateway.local_broker import free_port
-from tests.broker import MosquittoBroker
-from tests.conftest import require_mosquitto
+from gateway.sim.local_broker import free_port
+from tests.support.broker import MosquittoBroker, require_mosquitto
 
 
 def no_hardware(_config: Config) -> tuple[list[CheckResult], str | None]:

@@ -20,6 +20,7 @@ from packet_forwarder.downlink.duty_cycle import DutyCycle
 from packet_forwarder.downlink.handler import DownlinkCounters
 from packet_forwarder.downlink.stats import fill_tx_stats
 from packet_forwarder.regions import load_region
+from tests.support.radio import radio_fits
 
 GW = "0016c001ff10a235"
 EU = load_region("EU868")
@@ -41,7 +42,8 @@ def config_for(plan: ChannelPlan, version: str = "cfg-1") -> gw_pb2.GatewayConfi
 
 @pytest.mark.parametrize("marshaler", [PROTOBUF, JSON])
 def test_eu868_plan_round_trips(marshaler: str) -> None:
-    result = parse_gateway_configuration(marshal(config_for(EU868_DEFAULT_PLAN), marshaler), EU, GW)
+    payload = marshal(config_for(EU868_DEFAULT_PLAN), marshaler)
+    result = parse_gateway_configuration(payload, EU, GW, fits=radio_fits)
     assert result.error is None
     assert result.plan == EU868_DEFAULT_PLAN
     assert result.version == "cfg-1" and result.stats_interval_s == 30
@@ -53,12 +55,12 @@ def test_legacy_bandwidth_in_khz() -> None:
     ch = cfg.channels.add(frequency=868_100_000)
     ch.lora_modulation_config.bandwidth_legacy = 125
     ch.lora_modulation_config.spreading_factors.extend([7, 8, 9, 10, 11, 12])
-    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW)
+    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW, fits=radio_fits)
     assert result.plan is not None and result.plan.multi_sf[0].bandwidth_hz == 125_000
 
 
 def _refusal(cfg: gw_pb2.GatewayConfiguration) -> str:
-    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW)
+    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW, fits=radio_fits)
     assert result.plan is None and result.error is not None
     return result.error
 

@@ -19,6 +19,7 @@ from packet_forwarder.downlink.handler import DownlinkHandler
 from packet_forwarder.downlink.jit import JitConfig, JitQueue
 from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.regions import load_region
+from tests.support.fakes import FakeClock
 
 GW = "0016c001ff10a235"
 SESSION = 0x5EED
@@ -26,19 +27,11 @@ EU = load_region("EU868")
 S = TxStatus
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 50_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def make_handler(*, capacity: int = 32, limits: TxLimits | None = None,
                  region: str = "EU868") -> DownlinkHandler:
     reg = load_region(region)
     return DownlinkHandler(gateway_id=GW, region=reg, queue=JitQueue(JitConfig(capacity=capacity)),
-                           duty_cycle=DutyCycle(reg, FakeClock()),
+                           duty_cycle=DutyCycle(reg, FakeClock(50_000.0)),
                            limits=limits or TxLimits(antenna_gain_dbi=0.0, max_conducted_dbm=27))
 
 

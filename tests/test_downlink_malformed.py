@@ -18,6 +18,7 @@ from packet_forwarder.downlink.jit import JitQueue
 from packet_forwarder.downlink.request import salvage
 from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.regions import load_region
+from tests.support.radio import radio_fits
 
 GW = "0016c001ff10a235"
 EU = load_region("EU868")
@@ -103,7 +104,7 @@ def test_salvage_reads_id_and_item_count() -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_config_garbage_never_crashes(payload: bytes) -> None:
-    result = parse_gateway_configuration(payload, EU, GW)
+    result = parse_gateway_configuration(payload, EU, GW, fits=radio_fits)
     assert (result.plan is None) == (result.error is not None)
 
 
@@ -117,5 +118,5 @@ def test_arbitrary_channel_lists_are_decided_without_crashing(
         ch = cfg.channels.add(frequency=freq)
         ch.lora_modulation_config.bandwidth = bw
         ch.lora_modulation_config.spreading_factors.extend(sfs)
-    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW)
+    result = parse_gateway_configuration(cfg.SerializeToString(), EU, GW, fits=radio_fits)
     assert (result.plan is None) == (result.error is not None)

@@ -6,18 +6,11 @@ import pytest
 
 from packet_forwarder.downlink.duty_cycle import DutyCycle
 from packet_forwarder.regions import load_region
+from tests.support.fakes import FakeClock
 
 RX2 = 869_525_000        # 10 % sub-band: 360 s per hour
 RX1 = 868_100_000        # 1 % sub-band: 36 s per hour
 G2 = 868_900_000         # 0.1 % sub-band: 3.6 s per hour
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import pytest
 from chirpstack_api.gw import gw_pb2
 
-from gateway.inject import send_inject
-from gateway.local_broker import LocalBroker, find_mosquitto
+from gateway.sim.inject import send_inject
+from gateway.sim.local_broker import LocalBroker
 from hal.types import COUNTER_MODULO
 from packet_forwarder.chirpstack import JSON, make_context, marshal, parse_context
 from packet_forwarder.downlink.status import TxStatus
-from tests.gateway_proc import (
+from tests.support.gateway_proc import (
     GATEWAY_ID,
     GatewayProcess,
     NetworkServerStandIn,
@@ -30,7 +30,7 @@ from tests.gateway_proc import (
 )
 from tests.test_e2e_uplink import make_packet
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,16 @@ from chirpstack_api.gw import gw_pb2
 
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
-from gateway.local_broker import LocalBroker, find_mosquitto
+from gateway.sim.local_broker import LocalBroker
 from hal.emulator.chip import Sx1302Emulator
 from hal.emulator.transmit import TxLogEntry
 from hal.types import COUNTER_MODULO, ChannelPlan
 from packet_forwarder.chirpstack import make_context, parse_context
 from packet_forwarder.downlink.airtime import lora_time_on_air_us
 from packet_forwarder.downlink.status import TxStatus
-from tests.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
+from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 GW = "0016c001ff10a235"
 NEW_PLAN_HZ = (866_100_000, 866_300_000, 866_500_000, 866_700_000, 866_900_000, 867_100_000,
@@ -62,7 +62,8 @@ async def running(config: Config, ns: NetworkServerStandIn) -> AsyncIterator[Dae
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.to_thread(ns.wait_online)
-        assert daemon.emulator is not None and daemon.downlink is not None
+        assert daemon.radio is not None and daemon.radio.emulator is not None
+        assert daemon.downlink is not None
         yield daemon
     finally:
         daemon.request_stop()
@@ -70,8 +71,8 @@ async def running(config: Config, ns: NetworkServerStandIn) -> AsyncIterator[Dae
 
 
 def emulator(daemon: Daemon) -> Sx1302Emulator:
-    assert daemon.emulator is not None
-    return daemon.emulator
+    assert daemon.radio is not None and daemon.radio.emulator is not None
+    return daemon.radio.emulator
 
 
 async def uplink(daemon: Daemon, ns: NetworkServerStandIn, frequency: int = 868_100_000,

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from chirpstack_api.gw import gw_pb2
 
-from gateway.inject import send_inject
-from gateway.local_broker import LocalBroker, find_mosquitto
+from gateway.sim.inject import send_inject
+from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.lorawan.encode import DataFields, SessionKeys10, build_data_uplink_10
-from tests.broker import Subscriber
-from tests.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
+from tests.support.broker import Subscriber
+from tests.support.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 DEVICES = {  # dev_addr: NwkSKey (1.0.x, so the three network keys are equal)
     "26011f2a": "2b7e151628aed2a6abf7158809cf4f3c",

@@ -16,14 +16,20 @@ from pathlib import Path
 import pytest
 from chirpstack_api.gw import gw_pb2
 
-from gateway.inject import send_inject
-from gateway.local_broker import LocalBroker, find_mosquitto
-from tests.gateway_proc import GATEWAY_ID, GatewayProcess, UplinkCollector, wait_for, write_config
+from gateway.sim.inject import send_inject
+from gateway.sim.local_broker import LocalBroker
+from tests.support.gateway_proc import (
+    GATEWAY_ID,
+    GatewayProcess,
+    UplinkCollector,
+    wait_for,
+    write_config,
+)
 
 PLAN = (868_100_000, 868_300_000, 868_500_000, 867_100_000, 867_300_000, 867_500_000,
         867_700_000, 867_900_000)
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 
 def make_packet(i: int, rng: random.Random) -> dict[str, object]:

@@ -18,17 +18,10 @@ from packet_forwarder.edge_filter import (
 )
 from packet_forwarder.keystore import KeyStore, StoreDamagedError
 from packet_forwarder.lorawan import build_join_request
-from tests.test_keystore_support import Device, make_device, open_store
+from tests.support.fakes import FakeClock
+from tests.support.keystore import Device, make_device, open_store
 
 SEED = 11
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def filter_with(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.gps import GpsEmulator
 from hal.gps import (
     UBX_NAV,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.counter import US_MODULO, CounterExtender, CounterSample, read_counters
 from hal.spi import Sx1302Spi
 from hal.types import COUNTER_MODULO, EU868_DEFAULT_PLAN

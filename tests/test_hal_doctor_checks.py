@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.doctor_checks import (
     check_counter,
     check_gps,

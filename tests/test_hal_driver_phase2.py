@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.bringup import radios_to_start
 from hal.emulator.chip import MODEL_SX1302, MODEL_SX1303
 from hal.plan import resolve_plan

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.chip import FIFO_CAPACITY, Sx1302Emulator
 from hal.rx_record import MIN_RECORD
 from hal.spi import Sx1302Spi
@@ -12,19 +12,12 @@ from hal.sx1250 import GET_STATUS
 from hal.sx1302 import Sx1302Concentrator
 from hal.tx import TxParamError
 from hal.types import EU868_DEFAULT_PLAN, Modulation, TxPacket, TxState, TxTiming
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 50.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.fakes import FakeClock
 
 
 @pytest.fixture
 def radio() -> tuple[Sx1302Concentrator, Sx1302Emulator, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     conc, emu = open_emulated(clock=clock)
     conc.start(EU868_DEFAULT_PLAN)
     return conc, emu, clock
@@ -132,7 +125,7 @@ def test_radios_answer_only_when_enabled_and_out_of_reset() -> None:
 
 
 def test_counter_read_transcript_is_the_8_byte_block() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     conc, emu = open_emulated(clock=clock, record_transcript=True)
     conc.start(EU868_DEFAULT_PLAN)
     assert emu.transcript is not None

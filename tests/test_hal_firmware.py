@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.chip import Sx1302Emulator
 from hal.emulator.mcu import EmulatorSequenceError
 from hal.errors import FirmwareError

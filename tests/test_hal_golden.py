@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.transcript import render
 from hal.firmware import AGC_SX1250_FILE, ARB_FILE, sha256_hex
 from hal.types import EU868_DEFAULT_PLAN

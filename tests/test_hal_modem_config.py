@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.chip import Sx1302Emulator
 from hal.modem_config import configure_sync_words, freq_to_time_drift
 from hal.registers import Registers

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.chip import Sx1302Emulator
 from hal.errors import ChipNotAnsweringError, PlanError
 from hal.sx1302 import NotStartedError, Sx1302Concentrator
@@ -19,16 +19,9 @@ from hal.types import (
     Modulation,
     RxPacket,
 )
+from tests.support.fakes import FakeClock
 
 MULTI_SF = [c.frequency_hz for c in EU868_DEFAULT_PLAN.multi_sf]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

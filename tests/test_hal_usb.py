@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from hal.backends import open_emulated
-from hal.backends_usb import open_emulated_usb
+from hal.backends.emulated import open_emulated
+from hal.backends.emulated_usb import open_emulated_usb
 from hal.emulator.chip import DEFAULT_EUI
 from hal.emulator.usb_mcu import UNIQUE_ID, EmulatedUsbMcu
 from hal.types import EU868_DEFAULT_PLAN, Modulation, TxPacket, TxTiming

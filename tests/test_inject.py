@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from gateway.inject import (
+from gateway.sim.inject import (
     InjectError,
     InjectRequest,
     InjectServer,

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from packet_forwarder.edge_filter import EdgeFilter, EdgePolicy
 from packet_forwarder.key_sync import KeySync, sign_message
-from tests.test_keystore_support import Device, make_device, open_store
+from tests.support.keystore import Device, make_device, open_store
 
 SECRET = b"0123456789abcdef-shared-sync-secret"
 GATEWAY = "0016c001ff10a235"

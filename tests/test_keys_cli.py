@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.keys_cli import add_keys_commands
-from tests.test_keystore_support import Device, make_device, open_store
+from tests.support.keystore import Device, make_device, open_store
 
 FIELDS = ["dev_eui", "dev_addr", "mac_version", "nwk_s_enc_key", "s_nwk_s_int_key",
           "f_nwk_s_int_key", "app_s_key", "f_cnt_up", "nwk_key", "join_eui"]

@@ -20,7 +20,7 @@ from packet_forwarder.keystore import (
     StoreDamagedError,
 )
 from packet_forwarder.keystore.records import records_from_fields
-from tests.test_keystore_support import make_device, open_store
+from tests.support.keystore import make_device, open_store
 
 RNG_SEED = 7
 

@@ -24,15 +24,8 @@ from gateway.log import (
     configure_logging,
     secrets_from_config,
 )
+from tests.support.fakes import FakeClock
 from tests.test_journald import parse_datagram
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def run_limiter(limiter: RateLimiter, event: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,8 +19,13 @@ from structlog.testing import capture_logs
 from packet_forwarder.chirpstack import unmarshal
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.topics import Topics
-from tests.broker import MosquittoBroker, Subscriber, TcpProxy, publish_once
-from tests.conftest import require_mosquitto
+from tests.support.broker import (
+    MosquittoBroker,
+    Subscriber,
+    TcpProxy,
+    publish_once,
+    require_mosquitto,
+)
 
 GW = "0016c001ff10a235"
 TOPICS = Topics("eu868", GW)

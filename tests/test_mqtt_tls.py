@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from structlog.testing import capture_logs
 
-from tests.broker import MosquittoBroker
-from tests.conftest import require_mosquitto
+from tests.support.broker import MosquittoBroker, require_mosquitto
 from tests.test_mqtt_link import TOPICS, Harness, run, settings, until
 
 

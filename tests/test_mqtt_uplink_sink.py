@@ -9,11 +9,11 @@ from typing import Any
 from chirpstack_api.gw import gw_pb2
 
 from buffer.types import Delivery, UplinkRecord
+from gateway.uplink_sink import MqttUplinkSink
 from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
 from packet_forwarder.mqtt_link import MqttLink
-from packet_forwarder.uplink_sink import MqttUplinkSink
-from tests.broker import MosquittoBroker, Subscriber
+from tests.support.broker import MosquittoBroker, Subscriber
 from tests.test_mqtt_link import GW, TOPICS, in_thread, run, settings, until
 
 RX = RxPacket(payload=b"\x40\x01\x02\x03\x04\x00\x01\x00\x01" + bytes(8), frequency_hz=867_100_000,

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.inject import send_inject
-from gateway.local_broker import find_mosquitto
-from tests.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
-from tests.test_buffer_e2e_support import PersistentBroker, key, order_violations, packet
+from gateway.sim.inject import send_inject
+from tests.support.buffer_e2e import PersistentBroker, key, order_violations, packet
+from tests.support.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 DEVICES = 1000
 PER_DEVICE = 10

@@ -75,6 +75,31 @@ def test_eui_comes_from_config_then_emulator_then_chip(tmp_path: Path) -> None:
         gateway_eui(chip, read_chip=busy)
 
 
+def test_usb_board_eui_is_read_through_its_mcu(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A USB concentrator has no SPI bus on the Pi: its EUI comes over the MCU's serial link."""
+    from hal.backends import usb
+    from hal.emulator.chip import Sx1302Emulator
+    from hal.emulator.usb_mcu import EmulatedUsbMcu
+    from hardware.board import get_board
+
+    chip = Sx1302Emulator(eui=bytes.fromhex("0123456789abcdef"), board=get_board("emulator"))
+    mcu = EmulatedUsbMcu(chip)
+    opened: list[str] = []
+
+    def serial_port(device: str) -> EmulatedUsbMcu:
+        opened.append(device)
+        return mcu
+
+    monkeypatch.setattr(usb, "open_serial", serial_port)
+    config = _config('[concentrator]\nbackend = "sx1302_usb"\nusb_device = "/dev/ttyACM3"\n'
+                     'spi_device = "/dev/does-not-exist"', tmp_path)
+    assert gateway_eui(config) == "0123456789abcdef"
+    assert opened == ["/dev/ttyACM3"]
+    assert mcu.requests > 3  # ping, power/reset GPIO writes, then the SPI reads of the EUI
+    assert mcu.closed
+
+
 def _signed_cert(key_path: Path, out: Path) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)

@@ -14,17 +14,10 @@ from pathlib import Path
 import pytest
 
 from gateway.sd_notify import Notifier, Watchdog, watchdog_interval_s
+from tests.support.fakes import FakeClock
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "lora-gateway.service"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -78,7 +71,7 @@ def test_watchdog_interval_honours_watchdog_pid() -> None:
 def test_watchdog_is_petted_only_while_the_radio_makes_progress(
         notify_socket: tuple[str, socket.socket]) -> None:
     path, sock = notify_socket
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     dog = Watchdog(Notifier(path), 30.0, clock=clock)
     assert dog.stall_after_s == 15.0
     assert dog.check()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hal.emulator.chip import Sx1302Emulator
+from hal.emulator.chip import TICK_HZ, Sx1302Emulator
 from hal.gps import (
     SECONDS_PER_WEEK,
     UBX_NAV,
@@ -79,3 +79,23 @@ class GpsEmulator:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class FreeRunningGps(GpsEmulator):
+    """A receiver whose seconds pass with the emulated chip's own clock, PPS edges included.
+
+    Reading it first emits every whole second that has elapsed on the chip since the
+    last one, each PPS edge exactly 32 M ticks after the previous one, as a real
+    receiver's would be, however irregularly the port is read.
+    """
+
+    def __init__(self, chip: Sx1302Emulator, *, gps_seconds: int = 1_400_000_000) -> None:
+        super().__init__(chip, gps_seconds=gps_seconds)
+        self._next_edge = chip.ticks() + TICK_HZ
+
+    def read(self, size: int = 1) -> bytes:
+        now = self.chip.ticks()
+        while now >= self._next_edge:
+            self.second(at_ticks=self._next_edge)
+            self._next_edge += TICK_HZ
+        return super().read(size)

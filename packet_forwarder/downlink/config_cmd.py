@@ -11,13 +11,12 @@ give it a JSON-friendly form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chirpstack_api.gw import gw_pb2
 
-from hal.errors import PlanError
-from hal.plan import resolve_plan
 from hal.types import Channel, ChannelPlan, Modulation
 from packet_forwarder.chirpstack import MessageDecodeError, unmarshal
 from packet_forwarder.regions.model import Region
@@ -60,7 +59,11 @@ def _channel(ch: gw_pb2.ChannelConfiguration) -> Channel:
     raise ConfigRefused(f"{ch.frequency} Hz: no modulation")
 
 
-def build_plan(config: gw_pb2.GatewayConfiguration, region: Region) -> ChannelPlan:
+PlanCheck = Callable[[ChannelPlan], "str | None"]
+"""The concentrator's answer to "can you receive this plan?": None, or why not."""
+
+
+def build_plan(config: gw_pb2.GatewayConfiguration, region: Region, fits: PlanCheck) -> ChannelPlan:
     """The plan ``config`` describes; raises :class:`ConfigRefused` naming what does not fit."""
     multi: list[Channel] = []
     service: list[Channel] = []
@@ -82,15 +85,19 @@ def build_plan(config: gw_pb2.GatewayConfiguration, region: Region) -> ChannelPl
     if not multi and not service and not fsk:
         raise ConfigRefused("no channels")
     plan = ChannelPlan(tuple(multi), service[0] if service else None, fsk[0] if fsk else None)
-    try:
-        resolve_plan(plan)
-    except PlanError as exc:
-        raise ConfigRefused(f"the radios cannot receive this plan: {exc}") from exc
+    problem = fits(plan)
+    if problem is not None:
+        raise ConfigRefused(f"the radios cannot receive this plan: {problem}")
     return plan
 
 
-def parse_gateway_configuration(payload: bytes, region: Region, gateway_id: str) -> ConfigResult:
-    """Decode and check one ``command/config`` payload; never raises."""
+def parse_gateway_configuration(payload: bytes, region: Region, gateway_id: str,
+                                fits: PlanCheck) -> ConfigResult:
+    """Decode and check one ``command/config`` payload; never raises.
+
+    ``fits`` is the concentrator's own check (``Concentrator.check_plan``): the radio
+    constraints (IF ranges, radio centres) are the chip's knowledge, not the protocol's.
+    """
     try:
         config = unmarshal(payload, gw_pb2.GatewayConfiguration)
     except MessageDecodeError as exc:
@@ -101,7 +108,7 @@ def parse_gateway_configuration(payload: bytes, region: Region, gateway_id: str)
         return ConfigResult(config.version, None, stats_s,
                             f"gateway_id {config.gateway_id} is not ours")
     try:
-        plan = build_plan(config, region)
+        plan = build_plan(config, region, fits)
     except ConfigRefused as exc:
         return ConfigResult(config.version, None, stats_s, str(exc))
     return ConfigResult(config.version, plan, stats_s)

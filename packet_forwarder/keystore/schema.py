@@ -1,8 +1,8 @@
 """Numbered schema migrations of the key store, tracked in ``PRAGMA user_version``.
 
-Adding version 2 means appending one function to ``MIGRATIONS``; the buffer's
-``migrate`` commits each step with its version bump, so a crash mid-way resumes from the
-last finished step.
+Adding version 2 means appending one function to ``MIGRATIONS``; the shared stepper
+(``common.sqlite_migrate``) commits each step with its version bump, so a crash mid-way
+resumes from the last finished step.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from buffer.schema import NewerSchemaError
-from buffer.schema import migrate as migrate_schema
+from common.sqlite_migrate import NewerSchemaError
+from common.sqlite_migrate import migrate as migrate_schema
 from packet_forwarder.keystore.errors import StoreDamagedError
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -50,7 +50,7 @@ MIGRATIONS: tuple[Migration, ...] = (_v1,)
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Bring the schema to ``len(migrations)``; refuse a file from a newer version.
 
-    The stepping itself is the buffer's (one committed step per version); a too-new
+    The stepping itself is the shared one (one committed step per version); a too-new
     file is reported as a damaged key store, which the store's opener knows how to say.
     """
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chirpstack_api.gw import gw_pb2
 
-from tests.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker
 
 DEV_BASE = 0x26000000
 _COVERED = re.compile(r"^timestamp=(\S+) .*event=buffer_committed covered=(\d+)", re.MULTILINE)
@@ -23,7 +23,7 @@ _COVERED = re.compile(r"^timestamp=(\S+) .*event=buffer_committed covered=(\d+)"
 class PersistentBroker(MosquittoBroker):
     """Mosquitto keeping sessions and queued messages across a clean restart (SIGTERM).
 
-    Unlike ``gateway.local_broker.LocalBroker(persistent=True)`` it does not save its
+    Unlike ``gateway.sim.local_broker.LocalBroker(persistent=True)`` it does not save its
     database after every message, which caps a broker at a few hundred messages per
     second on this machine and would make the gateway's drain look slow. Its queues
     are unbounded (Mosquitto otherwise drops past 1,000 queued messages per client,

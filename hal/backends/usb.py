@@ -1,4 +1,4 @@
-"""The SX1302 driver over a USB concentrator (MCU on a CDC-ACM serial port), real or emulated.
+"""The ``sx1302_usb`` backend: the SX1302 driver over a USB concentrator's MCU (CDC-ACM port).
 
 Only the transport differs from the SPI boards: the MCU does the SPI and drives
 the reset lines itself, so the driver gets no GPIO lines, and the board's
@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hal.emulator.chip import DEFAULT_EUI, Sx1302Emulator
-from hal.emulator.usb_mcu import EmulatedUsbMcu
+from hal.backends import Purpose, Radio, RadioSettings
+from hal.backends._bundle import sx1302_radio
 from hal.firmware import DEFAULT_FIRMWARE_DIR, KNOWN_SHA256, load_firmware
 from hal.sx1302 import Sx1302Concentrator
 from hal.usb_mcu import SerialPort, UsbMcuLink, UsbSpiTransport, open_link
@@ -22,7 +22,7 @@ USB_BOARD = "corecell"
 """Board profile used for RF data (power table, RSSI offsets) of a USB concentrator."""
 
 
-def _open_serial(device: str) -> SerialPort:
+def open_serial(device: str) -> SerialPort:
     import serial
 
     port: SerialPort = serial.Serial(device, 115_200, timeout=0.05)
@@ -40,12 +40,12 @@ def concentrator_over_usb(link: UsbMcuLink, name: str, *, board: str = USB_BOARD
 
 def open_sx1302_usb(device: str, board: str = USB_BOARD, *, firmware_dir: Path | None = None,
                     firmware_sha256: Mapping[str, frozenset[str]] = KNOWN_SHA256,
-                    port_opener: Callable[[str], SerialPort] = _open_serial,
+                    port_opener: Callable[[str], SerialPort] | None = None,
                     load_images: bool = True) -> Sx1302Concentrator:
     """The driver on a USB concentrator; firmware files are checked before the port opens."""
     images = load_firmware(firmware_dir or DEFAULT_FIRMWARE_DIR, firmware_sha256) \
         if load_images else None
-    port = port_opener(device)
+    port = (port_opener or open_serial)(device)
     try:
         link = open_link(port, device)
     except Exception:
@@ -54,13 +54,12 @@ def open_sx1302_usb(device: str, board: str = USB_BOARD, *, firmware_dir: Path |
     return concentrator_over_usb(link, device, board=board, firmware=images)
 
 
-def open_emulated_usb(*, clock: Callable[[], float] = time.monotonic,
-                      fault: str | None = None, version: str = "V01.00.00",
-                      ) -> tuple[Sx1302Concentrator, Sx1302Emulator, EmulatedUsbMcu]:
-    """The real driver, through the real USB link code, to an emulated MCU and chip."""
-    emulator = Sx1302Emulator(eui=DEFAULT_EUI, clock=clock, board=get_board("emulator"))
-    mcu = EmulatedUsbMcu(emulator, version=version, fault=fault)
-    link = open_link(mcu, "emulated-usb", sleep=lambda _s: None, clock=clock)
-    conc = concentrator_over_usb(link, "emulated-usb", board="emulator",
-                                 sleep=lambda _s: None, clock=clock)
-    return conc, emulator, mcu
+def open_radio(settings: RadioSettings, purpose: Purpose, *,
+               port_opener: Callable[[str], SerialPort] | None = None) -> Radio:
+    """The registry's opener: every SPI frame to the chip goes through the MCU's link."""
+    if settings.usb_device is None:
+        raise ValueError("concentrator.usb_device is not set")
+    driver = open_sx1302_usb(settings.usb_device, firmware_dir=settings.firmware_dir,
+                             load_images=purpose == "run",
+                             port_opener=port_opener or open_serial)
+    return sx1302_radio(driver, sleep=time.sleep)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -19,9 +20,21 @@ from pathlib import Path
 from types import TracebackType
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.local_broker import LocalBroker
+from gateway.sim.local_broker import LocalBroker, find_mosquitto
+
+
+def require_mosquitto() -> str:
+    """The one Mosquitto gate: the binary; fails in CI (it must be installed there), skips
+    elsewhere with the install hint."""
+    binary = find_mosquitto()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is required in CI")
+        pytest.skip("install mosquitto to run the MQTT tests")
+    return binary
 
 
 class MosquittoBroker(LocalBroker):

@@ -12,25 +12,10 @@ from buffer.config import BufferConfig
 from buffer.store import FrameStore
 from buffer.types import AckCallback, Delivery
 from buffer.uplink_buffer import UplinkBuffer
+from tests.support.fakes import FakeClock
 
 T = TypeVar("T")
 BOOT = "boot-a"
-
-
-class FakeClock:
-    def __init__(self, mono_ns: int = 10**12, wall_ns: int = 1_700_000_000 * 10**9) -> None:
-        self.mono = mono_ns
-        self.wall = wall_ns
-
-    def monotonic_ns(self) -> int:
-        return self.mono
-
-    def wall_ns(self) -> int:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.mono += int(seconds * 1e9)
-        self.wall += int(seconds * 1e9)
 
 
 @dataclass
