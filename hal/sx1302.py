@@ -193,7 +193,7 @@ class Sx1302Concentrator:
             rf_chain=chain.rf_chain, modulation=Modulation.LORA,
             spreading_factor=rec.spreading_factor, bandwidth_hz=bw, code_rate=code_rate,
             crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + self._rssi_correction_db(),
-            snr_db=rec.snr_raw / 4,
+            rssi_signal_dbm=rec.rssi_sig_raw + self._rssi_correction_db(), snr_db=rec.snr_raw / 4,
             count_us=(self._counter.expand_packet(rec.timestamp_ticks) - delay) % COUNTER_MODULO,
             freq_offset_hz=rec.freq_offset_raw * FREQ_OFFSET_LSB_125K_HZ * (bw // 125_000)
             + if_error,
@@ -203,13 +203,16 @@ class Sx1302Concentrator:
     def _fsk_packet(self, rec: RxRecord, chain: IfChain) -> RxPacket:
         raw = float(rec.rssi_chan_raw)
         rssi = sum(k * raw**i for i, k in enumerate(FSK_RSSI_POLY)) + self._rssi_correction_db()
-        delay = fsk_decoder_delay_us(chain.channel.datarate_bps)
+        # The FSK stamp is early: the reference *adds* 680000/bitrate - 20 µs
+        # (``sx1302_parse``, loragw_sx1302.c), unlike the LoRa decoder delay.
+        correction = fsk_decoder_delay_us(chain.channel.datarate_bps)
         return RxPacket(
             payload=rec.payload, frequency_hz=chain.channel.frequency_hz, if_chain=chain.index,
             rf_chain=chain.rf_chain, modulation=Modulation.FSK, spreading_factor=0,
             bandwidth_hz=chain.channel.bandwidth_hz, code_rate="", crc_status=_crc_status(rec),
             rssi_dbm=rssi, snr_db=FSK_SNR_DB,
-            count_us=(self._counter.expand_packet(rec.timestamp_ticks) - delay) % COUNTER_MODULO,
+            count_us=(self._counter.expand_packet(rec.timestamp_ticks) + correction)
+            % COUNTER_MODULO,
             datarate_bps=chain.channel.datarate_bps, modem_id=rec.modem_id,
         )
 

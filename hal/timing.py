@@ -90,7 +90,11 @@ def decoder_delay_us(sf: int, bw_hz: int, cr: int, size: int, crc: bool) -> int:
 
 
 def fsk_decoder_delay_us(datarate_bps: int) -> int:
-    """The FSK demodulator's stamping delay (empirical in the reference driver)."""
+    """How early the FSK demodulator stamps a frame, in µs (empirical in the reference driver).
+
+    The host *adds* it to the stamp (``sx1302_parse`` in loragw_sx1302.c), where the
+    LoRa decoder delay is subtracted.
+    """
     return 680_000 // datarate_bps - 20
 
 

@@ -21,6 +21,11 @@ TX_FREQ_SHIFT = 18
 XTAL_HZ = 32_000_000
 LORA_MIN_PREAMBLE = 6
 FSK_MIN_PREAMBLE = 3
+FSK_TX_BW_BYTE = 0x80
+"""AGC_TX_BW for FSK: bit 7 set, bandwidth code 0 as the forwarders leave it
+(``sx1302_send``, loragw_sx1302.c: ``(0x01 << 7) | pkt_data->bandwidth``)."""
+SX1250_FREQ_SHIFT = 25
+"""The SX1250's frequency step is 32 MHz / 2^25 (``SX1250_FREQ_TO_REG``, sx1250_defs.h)."""
 TX_STATUS_FREE = 0x80
 TX_STATUS_EMITTING = frozenset({0x30, 0x50, 0x60, 0x70})
 TX_STATUS_SCHEDULED = frozenset({0x91, 0x92})
@@ -32,6 +37,10 @@ class TxParamError(HalError):
 
 def tx_freq_to_reg(freq_hz: int) -> int:
     return freq_hz * (1 << TX_FREQ_SHIFT) // XTAL_HZ
+
+
+def sx1250_freq_to_reg(freq_hz: int) -> int:
+    return freq_hz * (1 << SX1250_FREQ_SHIFT) // XTAL_HZ
 
 
 def tx_reg_to_freq(reg: int) -> float:
@@ -100,6 +109,12 @@ def _program_fsk(regs: Registers, p: TxPacket, chain: int) -> None:
     fdev = tx_freq_to_reg(p.fdev_hz)
     regs.write(f("FREQ_DEV_H"), (fdev >> 8) & 0x0F)
     regs.write(f("FREQ_DEV_L"), fdev & 0xFF)
+    # The AGC firmware configures the SX1250's own deviation from mailbox bytes 2..0
+    # (0x578A..0x578C), written on every FSK send: ``sx1302_send``, loragw_sx1302.c,
+    # "Needed by AGC to configure the sx1250". Without it the AGC keeps stale bytes.
+    agc_fdev = sx1250_freq_to_reg(p.fdev_hz)
+    for n in (2, 1, 0):
+        regs.write(f"AGC_MCU_MAILBOX_WR_{n}", (agc_fdev >> (8 * n)) & 0xFF)
     regs.write(f("FSK_CFG_0_PKT_MODE"), 1)  # variable length
     regs.write(f("FSK_CFG_0_CRC_EN"), 0 if p.no_crc else 1)
     regs.write(f("FSK_CFG_0_CRC_IBM"), 0)  # CRC-16/CCITT, as LoRaWAN devices check
@@ -149,8 +164,7 @@ def load_and_trigger(regs: Registers, packet: TxPacket, board: BoardProfile) -> 
     regs.write(f("FREQ_RF_H"), (freq >> 16) & 0xFF)
     regs.write(f("FREQ_RF_M"), (freq >> 8) & 0xFF)
     regs.write(f("FREQ_RF_L"), freq & 0xFF)
-    bw_code = BW_CODES.get(packet.bandwidth_hz, BW_CODES[125_000])
-    regs.write(f("AGC_TX_BW"), bw_code if lora else 0x80 | bw_code)
+    regs.write(f("AGC_TX_BW"), BW_CODES[packet.bandwidth_hz] if lora else FSK_TX_BW_BYTE)
     start_delay = 0
     if lora:
         chirp_lowpass = _program_lora(regs, packet, chain)

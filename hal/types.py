@@ -54,6 +54,10 @@ class RxPacket:
     datarate_bps: int = 0
     """FSK bit rate; 0 for LoRa."""
     modem_id: int = 0
+    rssi_signal_dbm: float | None = None
+    """LoRa signal RSSI (the frame alone, below the channel RSSI at low SNR); None for FSK."""
+    fine_time_ns: int | None = None
+    """SX1303 fine timestamp: ns within the GPS second of ``count_us``; None when absent."""
 
 
 class TxTiming(enum.Enum):

@@ -13,6 +13,7 @@ state.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from hal.emulator.mcu import McuPair
 from hal.emulator.peripherals import Stts751Emulator
 from hal.emulator.radio import RadioEmulator
 from hal.emulator.records import RecordFields, encode_record
+from hal.emulator.reset_image import CHIP_RESET_OVERRIDES
 from hal.emulator.transmit import TRIGGER_BITS, TxChainEmulator, TxLogEntry
 from hal.plan import reg_to_if
 from hal.registers import (
@@ -39,7 +41,7 @@ from hal.registers import (
 )
 from hal.rx_record import MIN_RECORD
 from hal.spi import MUX_RADIO_A, MUX_RADIO_B, MUX_SX1302, WRITE_FLAG
-from hal.timing import BW_CODES, BW_FROM_CODE, CR_CODES, decoder_delay_us
+from hal.timing import BW_CODES, BW_FROM_CODE, CR_CODES, decoder_delay_us, fsk_decoder_delay_us
 from hardware.board import BoardProfile, get_board
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,12 @@ FIRMWARE_RAM_END = 0x4000
 MEMORY_SIZE = 0x8000
 FREQ_OFFSET_LSB_125K_HZ = 125_000 * 32 / (1 << 6) / (1 << 19)
 SERVICE_MODEM_ID = 16
+FSK_MODEM_ID = 17
+FSK_CHAIN = 9
+FSK_BIT_RATE = 0x5B5B  # RX FSK bit rate, 32 MHz / bit/s, big-endian (two bytes)
+FSK_RSSI_POLY = (90.636423, 0.420835, 0.007129, -0.000026)
+"""The driver linearises the FSK RSSI byte with this cubic (``sx1302_parse``)."""
+GPIO_DIR, GPIO_OUT = 0x5641, 0x5643
 RF_EN = (0x5783, 0x5784)  # bit 3 radio reset (active low), bit 2 radio enable
 TX_FSM_STATUS_OFFSET = 17
 OTP_ADDR, OTP_DATA = 0x6180, 0x6181
@@ -86,6 +94,8 @@ class Sx1302Emulator:
         self.board = board if board is not None else get_board("corecell")
         self._mem = bytearray(MEMORY_SIZE)
         for address, value in reset_bytes().items():
+            self._mem[address] = value
+        for address, value in CHIP_RESET_OVERRIDES.items():
             self._mem[address] = value
         self._otp = bytearray(OTP_SIZE)
         self._otp[0:8] = eui
@@ -297,7 +307,7 @@ class Sx1302Emulator:
         if index == 8:
             svc = self._mem[0x5B21]
             return BW_FROM_CODE.get(svc >> 4) == bw_hz and svc & 0x0F == sf
-        return False  # FSK frames are not injected
+        return False  # FSK frames go through inject_fsk
 
     def _match_chain(self, frequency_hz: int, sf: int, bw_hz: int) -> tuple[int, float] | None:
         """The IF chain that would demodulate this frame, and that chain's frequency."""
@@ -338,6 +348,8 @@ class Sx1302Emulator:
                 payload=bytes(payload), if_chain=index, spreading_factor=sf,
                 coding_rate=CR_CODES[cr], modem_id=self._modem_for(index, sf),
                 timestamp_ticks=now, rssi_raw=round(rssi_dbm - self._rssi_correction_db()),
+                rssi_sig_raw=round(signal_rssi_dbm(rssi_dbm, snr_db)
+                                   - self._rssi_correction_db()),
                 snr_raw=round(snr_db * 4), crc_ok=crc_ok,
                 freq_offset_raw=round((frequency_hz - channel)
                                       / (FREQ_OFFSET_LSB_125K_HZ * bw_hz / 125_000)),
@@ -350,6 +362,53 @@ class Sx1302Emulator:
             self._fifo += record
             delay = decoder_delay_us(sf, bw_hz, CR_CODES[cr], len(payload), True)
             return (now // TICKS_PER_US - delay) % COUNTER_TICKS
+
+    def inject_fsk(self, payload: bytes, *, frequency_hz: int, datarate_bps: int,
+                   rssi_dbm: float, crc_ok: bool = True) -> int | None:
+        """An FSK frame arriving now; returns its end-of-frame counter µs, or None if unheard.
+
+        The FSK demodulator's stamp is off the end of the frame by
+        680000/bitrate - 20 µs (the correction ``sx1302_parse`` adds to it): the
+        record is stamped now and the returned end is now plus that correction.
+        The frame is heard when the FSK chain is enabled, its frequency is within a
+        quarter of 125 kHz of the chain's and the bit rate register matches.
+        """
+        if len(payload) > 255 or datarate_bps <= 0:
+            raise ValueError("FSK payload up to 255 bytes and a positive bit rate")
+        with self._lock:
+            chain = self._fsk_chain_hz()
+            bit_rate = int.from_bytes(self._mem[FSK_BIT_RATE:FSK_BIT_RATE + 2], "big")
+            if (chain is None or abs(frequency_hz - chain) > 125_000 / 4
+                    or bit_rate != TICK_HZ // datarate_bps
+                    or (self.require_firmware and not self.mcus.running)):
+                return None
+            now = self.ticks()
+            early_us = fsk_decoder_delay_us(datarate_bps)
+            raw = _fsk_rssi_raw(rssi_dbm - self._rssi_correction_db())
+            record = encode_record(RecordFields(
+                payload=bytes(payload), if_chain=FSK_CHAIN, spreading_factor=0, coding_rate=0,
+                modem_id=FSK_MODEM_ID, timestamp_ticks=now,
+                rssi_raw=raw, rssi_sig_raw=raw, snr_raw=0, crc_ok=crc_ok))
+            record = self._apply_faults(record)
+            if len(self._fifo) + len(record) > self.fifo_capacity:
+                self.fifo_overflows += 1
+                log.warning("emulator_rx_fifo_overflow", dropped_payload=len(payload))
+                return None
+            self._fifo += record
+            return (now // TICKS_PER_US + early_us) % COUNTER_TICKS
+
+    def _fsk_chain_hz(self) -> float | None:
+        for index, address, radio in self._chains():
+            centre = self.radios[radio].centre_hz
+            if index == FSK_CHAIN and centre is not None:
+                return centre + self._if_hz(address)
+        return None
+
+    def gpio_outputs(self) -> dict[int, bool]:
+        """Level of each SX1302 GPIO the driver set as an output (board LEDs, status lines)."""
+        with self._lock:
+            direction, level = self._mem[GPIO_DIR], self._mem[GPIO_OUT]
+            return {pin: bool(level >> pin & 1) for pin in range(8) if direction >> pin & 1}
 
     def _rssi_correction_db(self) -> float:
         """What the driver will add to the raw RSSI byte (offset and temperature term)."""
@@ -372,3 +431,16 @@ class Sx1302Emulator:
             self._truncate_next = False
             return record[: max(3, len(record) - 5)]
         return record
+
+
+def signal_rssi_dbm(channel_rssi_dbm: float, snr_db: float) -> float:
+    """The frame's own power: the channel power holds signal plus noise, so at low SNR
+    the signal is well below it (channel = signal · (1 + 1/SNR) in linear units)."""
+    return channel_rssi_dbm - 10 * math.log10(1 + 10 ** (-snr_db / 10))
+
+
+def _fsk_rssi_raw(target_db: float) -> int:
+    """The RSSI byte whose linearised value (the driver's cubic) is closest to ``target_db``."""
+    def value(raw: int) -> float:
+        return float(sum(k * float(raw) ** i for i, k in enumerate(FSK_RSSI_POLY)))
+    return min(range(256), key=lambda raw: abs(value(raw) - target_db))

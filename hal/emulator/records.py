@@ -23,6 +23,8 @@ class RecordFields:
     rssi_raw: int
     snr_raw: int
     freq_offset_raw: int = 0
+    rssi_sig_raw: int | None = None
+    """Signal RSSI byte; None repeats the channel RSSI."""
     crc_enabled: bool = True
     crc_ok: bool = True
     ts_metrics: bytes = b""
@@ -50,7 +52,8 @@ def encode_record(f: RecordFields) -> bytes:
     tail = bytes((
         0 if f.crc_ok else CRC_ERROR_BIT,
         _clamp(f.snr_raw, -128, 127) & 0xFF,
-        _clamp(f.rssi_raw, 0, 255), _clamp(f.rssi_raw, 0, 255),
+        _clamp(f.rssi_raw, 0, 255),
+        _clamp(f.rssi_raw if f.rssi_sig_raw is None else f.rssi_sig_raw, 0, 255),
         0, 0,
     )) + (f.timestamp_ticks % (1 << 32)).to_bytes(4, "little") + crc.to_bytes(2, "little")
     body = SYNC + head + f.payload + tail + bytes((len(f.ts_metrics) // 2,)) + f.ts_metrics

@@ -15,6 +15,9 @@ COUNTER_TICKS = 1 << 32
 STATUS_EMITTING = 0x70
 STATUS_SCHEDULED_TIMER = 0x91
 STATUS_SCHEDULED_PPS = 0x92
+AGC_MAILBOX_FDEV = 0x578A
+"""AGC mailbox bytes 2..0 (0x578A..0x578C): the SX1250 deviation the AGC firmware applies."""
+SX1250_STEP_HZ = 32_000_000 / (1 << 25)
 TRIGGER_BITS = {0: TxTiming.IMMEDIATE, 1: TxTiming.TIMESTAMPED, 2: TxTiming.ON_GPS_PPS}
 
 
@@ -39,11 +42,22 @@ class TxLogEntry:
     timing: TxTiming
     start_count_us: int
     """32-bit µs counter when the first preamble symbol leaves the antenna."""
+    agc_bw_byte: int = 0
+    """AGC_TX_BW as loaded: the AGC reads modulation (bit 7 = FSK) and bandwidth from it."""
+    fdev_hz: int = 0
+    """FSK: the deviation the AGC configures the SX1250 with, from its mailbox bytes (what
+    the device actually hears), not the TX chain's own FREQ_DEV register."""
+    datarate_bps: int = 0
 
 
 def _field(mem: bytearray, chain: int, suffix: str) -> int:
     f = FIELDS[tx_field(chain, suffix)]
     return f.extract(mem[f.address])
+
+
+def _fsk_bit_rate(mem: bytearray, base: int) -> int:
+    divider = (mem[base + 68] << 8) | mem[base + 69]
+    return 32_000_000 // divider if divider else 0
 
 
 def _power_dbm(board: BoardProfile, reg: int) -> int | None:
@@ -90,6 +104,10 @@ class TxChainEmulator:
             code_rate=CR_FROM_CODE.get(cr_code, "") if lora else "", preamble=preamble,
             crc=crc, invert_polarity=bool(_field(mem, self.chain, "TX_CFG0_0_CHIRP_INVERT")),
             implicit_header=implicit, timing=timing, start_count_us=0,
+            agc_bw_byte=mem[base + 12],
+            fdev_hz=0 if lora else round(
+                int.from_bytes(mem[AGC_MAILBOX_FDEV:AGC_MAILBOX_FDEV + 3], "big") * SX1250_STEP_HZ),
+            datarate_bps=0 if lora else _fsk_bit_rate(mem, base),
         )
         airtime = (time_on_air_us(sf, bw, cr_code, len(payload), preamble=preamble, crc=crc,
                                   implicit_header=implicit)
