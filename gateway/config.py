@@ -53,6 +53,24 @@ class EmulatorSection:
     sensors: tuple[SensorConfig, ...]
     fault: str | None
     """Test hook: "no_answer" makes the emulated chip silent (for doctor's tests)."""
+    noise_floor_dbm: float = -110.0
+    """What the emulated SX1261 hears where nothing transmits."""
+    busy_channels: tuple[tuple[int, float], ...] = ()
+    """(frequency Hz, level dBm) the emulated SX1261 hears as occupied (LBT, survey)."""
+
+
+@dataclass(frozen=True)
+class LbtSection:
+    """Listen-before-talk on the board's SX1261 (``[concentrator.lbt]``)."""
+
+    enabled: bool = False
+    rssi_target_dbm: int | None = None
+    """Busy above this; None: the region's rule."""
+    scan_time_us: int | None = None
+    """128 or 5000; None: the region's rule."""
+    refuse_without: bool = False
+    """Where the region requires LBT and it is not available: refuse downlinks (TX_FREQ)
+    instead of sending without it."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class ConcentratorSection:
     """AGC/ARB firmware images (installed by the image); None: the HAL's default folder."""
     sub_band: int | None
     """Grid regions (US915, AU915): which block of 8 uplink channels; None: the region's default."""
+    lbt: LbtSection = LbtSection()
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,7 @@ def _concentrator(t: TableReader) -> ConcentratorSection:
         emulator=_emulator(t.table("emulator")),
         firmware_dir=t.path("firmware_dir", None),
         sub_band=t.integer("sub_band", None, low=1, high=16),
+        lbt=_lbt(t.table("lbt")),
     )
     try:
         load_region(section.region).default_channel_plan(section.sub_band)
@@ -246,12 +266,34 @@ def _board(t: TableReader) -> str:
     return name
 
 
+def _lbt(t: TableReader) -> LbtSection:
+    section = LbtSection(
+        enabled=t.boolean("enabled", False),
+        rssi_target_dbm=t.integer("rssi_target_dbm", None, low=-127, high=0),
+        scan_time_us=t.integer("scan_time_us", None, low=128, high=5000),
+        refuse_without=t.boolean("refuse_without", False),
+    )
+    if section.scan_time_us not in (None, 128, 5000):
+        raise t.error("scan_time_us", section.scan_time_us, "128 or 5000 (the SX1261's scans)")
+    t.finish()
+    return section
+
+
+def _busy_channel(t: TableReader) -> tuple[int, float]:
+    row = (t.integer("frequency_hz", low=100_000_000, high=1_100_000_000),
+           t.number("rssi_dbm", low=-140, high=0))
+    t.finish()
+    return row
+
+
 def _emulator(t: TableReader) -> EmulatorSection:
     section = EmulatorSection(
         inject_socket=t.path("inject_socket", None),
         eui=t.string("eui", "0016c001ff10a235", pattern=EUI_PATTERN, pattern_text="16 hex digits"),
         sensors=tuple(_sensor(s) for s in t.tables("sensors")),
         fault=t.string("fault", None, choices=("no_answer",)),
+        noise_floor_dbm=t.number("noise_floor_dbm", -110.0, low=-140, high=0),
+        busy_channels=tuple(_busy_channel(b) for b in t.tables("busy_channels")),
     )
     t.finish()
     return section

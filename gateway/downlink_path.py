@@ -41,7 +41,9 @@ from gateway.config import Config
 from gateway.radio_loop import RadioSession
 from hal.errors import HalError
 from hal.interface import Concentrator
+from hal.lbt import ChannelBusyError
 from hal.types import ChannelPlan, TxState
+from packet_forwarder.chirpstack import marshal
 from packet_forwarder.downlink import (
     CounterClock,
     DownlinkHandler,
@@ -187,13 +189,16 @@ class DownlinkPath:
         self.queue = JitQueue(jit_config(config))
         self.duty_cycle = DutyCycle(region, monotonic)
         self.clock = CounterClock(monotonic)
+        listening = bool(getattr(concentrator, "listen_before_talk", False))
         self.handler = DownlinkHandler(
             gateway_id=gateway_id, region=region, queue=self.queue, duty_cycle=self.duty_cycle,
-            limits=TxLimits(config.downlink.antenna_gain_dbi, max_conducted_dbm),
+            limits=TxLimits(config.downlink.antenna_gain_dbi, max_conducted_dbm,
+                            listen_before_talk=listening,
+                            refuse_without_lbt=config.concentrator.lbt.refuse_without),
             log=bridged_logger())
-        if region.lbt.required:
-            log.error("lbt_required_unavailable", region=region.name,
-                      hint="downlinks are refused TX_FREQ: no listen-before-talk radio support")
+        self._ack_encoding: dict[int, str] = {}
+        """Encoding of each queued downlink's request, for a later LBT-busy ack."""
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._gateway_id = gateway_id
         self._conc = concentrator
         self._executor = radio_executor
@@ -236,8 +241,13 @@ class DownlinkPath:
 
     def _load(self, item: QueueItem, count: int) -> None:
         packet = item.packet
+        encoding = self._ack_encoding.pop(item.downlink_id, None)
         try:
             self._conc.send(packet)
+        except ChannelBusyError as exc:
+            log.warning("downlink_channel_busy", downlink_id=item.downlink_id, error=str(exc))
+            self._publish_busy(item, encoding)
+            return
         except HalError as exc:
             log.error("downlink_load_failed", downlink_id=item.downlink_id, error=str(exc))
             self.handler.tx_result(item, False, "hal_error")
@@ -250,12 +260,29 @@ class DownlinkPath:
         if self._on_loaded is not None:
             self._on_loaded(item)
 
+    def _publish_busy(self, item: QueueItem, encoding: str | None) -> None:
+        """Radio thread: retire the packet and send the follow-up ack from the loop thread."""
+        ack = self.handler.channel_busy(item)
+        if encoding is None or self._loop is None:
+            return  # a beacon, or no request to answer
+        payload = marshal(ack, encoding)
+
+        def publish() -> None:
+            if not self._publish_ack(self._ack_topic, payload):
+                log.warning("downlink_ack_not_sent", downlink_id=item.downlink_id,
+                            reason="backhaul down")
+
+        self._loop.call_soon_threadsafe(publish)
+
     # -- loop thread ----------------------------------------------------------------------
 
     def handle_down(self, payload: bytes) -> DownlinkResult:
         """Loop thread: decide one ``command/down``, publish its ack, arm the load timer."""
         now = self.clock.now()
+        self._loop = asyncio.get_running_loop()
         result = self.handler.handle(payload, now)
+        if result.scheduled is not None and result.downlink_id is not None:
+            self._ack_encoding[result.downlink_id] = result.encoding
         ack = result.ack_payload()
         if ack is not None and not self._publish_ack(self._ack_topic, ack):
             log.warning("downlink_ack_not_sent", downlink_id=result.downlink_id,

@@ -25,6 +25,11 @@ from hal.registers import MCU_FW_SIZE
 DEFAULT_FIRMWARE_DIR = Path("/usr/lib/lora-gateway/firmware")
 AGC_SX1250_FILE = "sx1302_agc_sx1250.bin"
 ARB_FILE = "sx1302_arb.bin"
+SX1261_PATCH_FILE = "sx1261_pram.bin"
+"""The SX1261 LBT/spectral-scan patch: the 386 words of ``pram[]`` in sx1302_hal 2.1.0's
+libloragw/src/sx1261_pram.var, each stored big-endian (the order the reference writes
+them to the chip, ``sx1261_load_pram``), 1,544 bytes."""
+SX1261_PATCH_MAX = 4096
 AGC_VERSION_SX1250 = 10
 ARB_VERSION = 2
 INSTALL_HINT = ("install the lora-gateway firmware files (see hardware/README.md, "
@@ -36,6 +41,9 @@ KNOWN_SHA256: Mapping[str, frozenset[str]] = MappingProxyType({
     }),
     ARB_FILE: frozenset({
         "a6f542395e29cd258917f5948d1067ab18e3cf08ce5ee250e2caa08539f80fd0",  # sx1302_hal 2.1.0
+    }),
+    SX1261_PATCH_FILE: frozenset({
+        "2f1a728415a38298d07b77ebb1b54c9b9cdfe21fd830bf842d79d73f23b99074",  # sx1302_hal 2.1.0
     }),
 })
 
@@ -59,7 +67,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_image(directory: Path, name: str, allowed: frozenset[str]) -> bytes:
+def _read_image(directory: Path, name: str, allowed: frozenset[str],
+                size: int | None = MCU_FW_SIZE) -> bytes:
     path = directory / name
     try:
         data = path.read_bytes()
@@ -67,8 +76,8 @@ def _read_image(directory: Path, name: str, allowed: frozenset[str]) -> bytes:
         raise FirmwareError(f"firmware file {path} is missing — {INSTALL_HINT}") from None
     except OSError as exc:
         raise FirmwareError(f"cannot read firmware file {path}: {exc}") from exc
-    if len(data) != MCU_FW_SIZE:
-        raise FirmwareError(f"firmware file {path} is {len(data)} bytes, expected {MCU_FW_SIZE} "
+    if size is not None and len(data) != size:
+        raise FirmwareError(f"firmware file {path} is {len(data)} bytes, expected {size} "
                             f"— {INSTALL_HINT}")
     digest = sha256_hex(data)
     if digest not in allowed:
@@ -88,3 +97,16 @@ def load_firmware(directory: Path,
                                                                        frozenset())),
         arb=_read_image(directory, ARB_FILE, allowed_sha256.get(ARB_FILE, frozenset())),
     )
+
+
+def load_sx1261_patch(directory: Path,
+                      allowed_sha256: Mapping[str, frozenset[str]] = KNOWN_SHA256) -> bytes:
+    """The SX1261 patch from ``directory``, hash-checked like the AGC/ARB images."""
+    if not directory.is_dir():
+        raise FirmwareError(f"firmware directory {directory} does not exist — {INSTALL_HINT}")
+    data = _read_image(directory, SX1261_PATCH_FILE,
+                       allowed_sha256.get(SX1261_PATCH_FILE, frozenset()), size=None)
+    if not data or len(data) % 4 or len(data) > SX1261_PATCH_MAX:
+        raise FirmwareError(f"firmware file {directory / SX1261_PATCH_FILE} is {len(data)} "
+                            f"bytes: not whole 32-bit words up to {SX1261_PATCH_MAX}")
+    return data

@@ -19,7 +19,8 @@ from hal.counter import CounterExtender, read_counters
 from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError, PlanError
 from hal.firmware import FirmwareImages
 from hal.interface import OutputLine, SpiTransport
-from hal.mcu import Mcus
+from hal.lbt import ListenBeforeTalk
+from hal.mcu import AGC_SX1250_STEPS, AgcStep, Mcus
 from hal.modem_config import configure_receive_path
 from hal.plan import FSK_CHAIN, IfChain, RadioLayout, if_to_reg, reg_to_if, resolve_plan
 from hal.registers import RX_FIFO_ADDR, RX_NB_BYTES_MSB, Registers, tx_field
@@ -75,7 +76,9 @@ class Sx1302Concentrator:
                  spi_name: str = "emulator", sleep: Callable[[float], None] = time.sleep,
                  lines: BoardLines | None = None, firmware: FirmwareImages | None = None,
                  temperature: Callable[[], float] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 lbt: ListenBeforeTalk | None = None,
+                 sx1261_patch: bytes | None = None) -> None:
         self._transport = spi
         self._spi = Sx1302Spi(spi)
         self._regs = Registers(self._spi)
@@ -93,6 +96,9 @@ class Sx1302Concentrator:
         self._layout: RadioLayout | None = None
         self._last_tx_chain = 0
         self.model = "unknown"
+        self.lbt = lbt
+        """Listen-before-talk on the board's SX1261; None sends without it."""
+        self._sx1261_patch = sx1261_patch
 
     # --- bring-up ------------------------------------------------------------------------------
     def check_plan(self, plan: ChannelPlan) -> str | None:
@@ -110,6 +116,8 @@ class Sx1302Concentrator:
         self.check_version()
         self.model = bringup.read_model(self._regs)
         bringup.bring_up_radios(self._regs, layout, self.board, self._sleep)
+        if self.lbt is not None:
+            self._start_sx1261(self.lbt, layout.centres_hz[self.board.tx_radio])
         configure_receive_path(self._regs, layout)
         bringup.enable_modems(self._regs, layout)
         if self._firmware is not None:
@@ -143,9 +151,24 @@ class Sx1302Concentrator:
     def _start_mcus(self, images: FirmwareImages) -> None:
         mcus = Mcus(self._regs, self._sleep)
         mcus.load("AGC", images.agc)
-        mcus.start_agc(images.agc_version)
+        steps = AGC_SX1250_STEPS
+        if self.lbt is not None:  # the AGC then checks the SX1261's busy line before each TX
+            steps = tuple(AgcStep(s.label.replace("off", "on"), (1,), s.command, s.status)
+                          if s.label == "LBT off" else s for s in steps)
+        mcus.start_agc(images.agc_version, steps)
         mcus.load("ARB", images.arb)
         mcus.start_arb(images.arb_version)
+
+    def _start_sx1261(self, lbt: ListenBeforeTalk, centre_hz: int) -> None:
+        """The SX1261 patch (without it neither LBT nor scans exist), then its image calibration."""
+        if self._sx1261_patch is not None:
+            version = lbt.radio.load_patch(self._sx1261_patch)
+            log.info("sx1261_patch_loaded", version=version)
+        lbt.radio.calibrate_image(centre_hz)
+
+    @property
+    def listen_before_talk(self) -> bool:
+        return self.lbt is not None
 
     # --- receive -------------------------------------------------------------------------------
     def _started(self) -> RadioLayout:
@@ -253,8 +276,12 @@ class Sx1302Concentrator:
     # --- transmit, clock, identity -----------------------------------------------------------
     def send(self, packet: TxPacket) -> None:
         self._started()
+        if self.lbt is not None:
+            self.lbt.arm(packet.frequency_hz)
         load_and_trigger(self._regs, packet, self.board)
         self._last_tx_chain = packet.rf_chain
+        if self.lbt is not None:
+            self.lbt.verdict(self._regs, packet.rf_chain, packet.frequency_hz)
 
     def tx_state(self) -> TxState:
         self._started()

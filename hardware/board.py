@@ -57,6 +57,15 @@ class GpsReceiver:
 
 
 @dataclass(frozen=True, slots=True)
+class LbtRadio:
+    """The SX1261 used for listen-before-talk and spectral scan, on its own chip-select."""
+
+    spi_device: str = "/dev/spidev0.1"
+    rssi_offset_db: float = 0.0
+    """Added to the SX1261's RSSI (the reference's ``sx1261.rssi_offset``, 0 by default)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BoardProfile:
     """Everything board-specific the driver uses; lines are BCM GPIO offsets (None: not wired)."""
 
@@ -83,6 +92,8 @@ class BoardProfile:
     antenna_gain_dbi: float = 0.0
     temperature_sensor: TemperatureSensor | None = None
     gps: GpsReceiver | None = None
+    lbt_radio: LbtRadio | None = None
+    """The SX1261 (LBT, spectral scan) when fitted; None on boards without one."""
 
     def tx_gain_for(self, power_dbm: int) -> TxGainEntry:
         """The highest table entry not above ``power_dbm`` (the lowest one if all are above).
@@ -175,6 +186,15 @@ def _gps(t: TableReader, fitted: bool) -> GpsReceiver | None:
     return gps if fitted else None
 
 
+def _lbt_radio(t: TableReader, fitted: bool) -> LbtRadio | None:
+    radio = LbtRadio(t.string("spi_device", "/dev/spidev0.1",
+                              pattern=r"(/dev/spidev\d+\.\d+|emulator)",
+                              pattern_text="a /dev/spidevB.C path"),
+                     t.number("rssi_offset_db", 0.0, low=-30, high=30))
+    t.finish()
+    return radio if fitted else None
+
+
 def parse_board(data: dict[str, Any], source: str) -> BoardProfile:
     """Validate one parsed board file; raises :class:`ConfigError` naming the key."""
     t = TableReader(data, "", source, Path(source).parent)
@@ -192,6 +212,7 @@ def parse_board(data: dict[str, Any], source: str) -> BoardProfile:
     )
     has_sensor = t.boolean("temperature_sensor", False)
     has_gps = t.boolean("gps", False)
+    has_sx1261 = t.boolean("sx1261", False)
     profile.update(_gpio(t.table("gpio")))
     rssi = t.table("rssi")
     profile["rssi_offset_db"] = rssi.number("offset_db", -215.4, low=-300, high=0)
@@ -200,6 +221,7 @@ def parse_board(data: dict[str, Any], source: str) -> BoardProfile:
     profile["tx_gain_lut"] = _gain_table(t)
     profile["temperature_sensor"] = _sensor(t.table("temperature"), has_sensor)
     profile["gps"] = _gps(t.table("gps_receiver"), has_gps)
+    profile["lbt_radio"] = _lbt_radio(t.table("sx1261_radio"), has_sx1261)
     t.finish()
     return BoardProfile(**profile)
 

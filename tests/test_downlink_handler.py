@@ -358,13 +358,19 @@ def test_reset_session_drops_the_queue() -> None:
     assert len(h.queue) == 0 and h.counters.dropped["session_reset"] == 1
 
 
-def test_lbt_region_refuses_downlinks_when_the_gateway_cannot_listen_first() -> None:
-    h = make_handler(region="KR920")
+def test_lbt_region_sends_without_lbt_unless_the_config_opts_in_to_refusing() -> None:
+    h = make_handler(region="KR920")  # no SX1261 / LBT disabled: sent without it (issue 12)
     f = frame(90)
     add_item(f, freq=921_900_000, sf=12, context=CTX)  # KR920's RX2
-    assert statuses(h, f) == [TxStatus.TX_FREQ]
-    able = make_handler(region="KR920", limits=TxLimits(max_conducted_dbm=27,
-                                                         listen_before_talk=True))
+    assert statuses(h, f) == [TxStatus.OK]
+    strict = make_handler(region="KR920", limits=TxLimits(max_conducted_dbm=27,
+                                                          refuse_without_lbt=True))
     f = frame(91)
+    add_item(f, freq=921_900_000, sf=12, context=CTX)
+    assert statuses(strict, f) == [TxStatus.TX_FREQ]
+    able = make_handler(region="KR920", limits=TxLimits(max_conducted_dbm=27,
+                                                         listen_before_talk=True,
+                                                         refuse_without_lbt=True))
+    f = frame(92)
     add_item(f, freq=921_900_000, sf=12, context=CTX)
     assert statuses(able, f) == [TxStatus.OK]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.emulator.chip import Sx1302Emulator, signal_rssi_dbm
 from hal.emulator.reset_image import CHIP_RESET_OVERRIDES
 from hal.sx1302 import Sx1302Concentrator

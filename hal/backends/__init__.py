@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from hal.gps_time import GpsReader
 from hal.interface import Concentrator
+from hal.lbt import LbtSettings
 from hardware.board import BoardProfile
 
 if TYPE_CHECKING:
@@ -59,6 +60,12 @@ class RadioSettings:
     """Emulator only: ``"no_answer"`` makes the chip silent (a board held in reset)."""
     gps_start_s: int = 1_400_000_000
     """Emulator only: the GPS time (s since the GPS epoch) its receiver starts at."""
+    lbt: LbtSettings | None = None
+    """Listen-before-talk on the board's SX1261 (``run`` only); None sends without it."""
+    noise_floor_dbm: float = -110.0
+    """Emulator only: what its SX1261 hears where nothing transmits."""
+    busy_channels: tuple[tuple[int, float], ...] = ()
+    """Emulator only: (frequency Hz, level dBm) its SX1261 hears as occupied."""
 
 
 @dataclass

@@ -7,14 +7,17 @@ imported inside the functions that need them, so CI never imports spidev or gpio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hal.backends import Purpose, Radio, RadioSettings
 from hal.backends._bundle import sx1302_radio
 from hal.board_power import LineOpener, open_board_lines
-from hal.firmware import DEFAULT_FIRMWARE_DIR, KNOWN_SHA256, load_firmware
+from hal.firmware import DEFAULT_FIRMWARE_DIR, KNOWN_SHA256, load_firmware, load_sx1261_patch
 from hal.interface import SpiTransport
+from hal.lbt import LbtSettings, ListenBeforeTalk
+from hal.sx1261 import Sx1261
 from hal.sx1302 import Sx1302Concentrator
 from hal.temperature import I2cBus, TemperatureError, find_stts751
 from hardware.board import BoardProfile, get_board
@@ -53,18 +56,23 @@ def open_sx1302(spi_device: str | None, board: str, *, firmware_dir: Path | None
                 firmware_sha256: Mapping[str, frozenset[str]] = KNOWN_SHA256,
                 line_opener: LineOpener | None = None, i2c_opener: I2cOpener | None = None,
                 spi_opener: Callable[[str], SpiTransport] = _open_spidev,
-                load_images: bool = True) -> Sx1302Concentrator:
+                load_images: bool = True,
+                lbt: LbtSettings | None = None) -> Sx1302Concentrator:
     """The driver on a real SPI device with the board's GPIO lines, sensor and firmware.
 
     ``spi_device`` None takes the board profile's. The firmware is checked before
     any hardware is opened, so a missing file is reported first and alone.
     ``load_images`` False skips it (for ``doctor``/``provision``, which never start RX).
+    ``lbt`` needs a board with an SX1261 and its patch among the firmware files.
     """
     from hal.gpio import open_output_line
 
     profile = get_board(board)
-    images = load_firmware(firmware_dir or DEFAULT_FIRMWARE_DIR, firmware_sha256) \
-        if load_images else None
+    folder = firmware_dir or DEFAULT_FIRMWARE_DIR
+    images = load_firmware(folder, firmware_sha256) if load_images else None
+    if lbt is not None and profile.lbt_radio is None:
+        raise ValueError(f"board {profile.name!r} has no SX1261 for listen-before-talk")
+    patch = load_sx1261_patch(folder, firmware_sha256) if lbt is not None else None
     device = spi_device or profile.spi_device
     transport = spi_opener(device)
     try:
@@ -79,12 +87,35 @@ def open_sx1302(spi_device: str | None, board: str, *, firmware_dir: Path | None
             temperature = temperature_reader(profile, bus)
         except TemperatureError:
             temperature = None  # RSSI falls back to the nominal temperature; doctor reports it
+    listen = None
+    if lbt is not None and profile.lbt_radio is not None:
+        listen = ListenBeforeTalk(Sx1261(spi_opener(profile.lbt_radio.spi_device), time.sleep),
+                                  lbt, time.sleep)
     return Sx1302Concentrator(transport, lines=lines, board=profile, spi_name=device,
-                              firmware=images, temperature=temperature)
+                              firmware=images, temperature=temperature, lbt=listen,
+                              sx1261_patch=patch)
+
+
+def open_sx1261(board: str, *, firmware_dir: Path | None = None,
+                firmware_sha256: Mapping[str, frozenset[str]] = KNOWN_SHA256,
+                spi_opener: Callable[[str], SpiTransport] = _open_spidev) -> Sx1261:
+    """The board's SX1261 alone, patched, for a spectral scan (``survey``, ``doctor``).
+
+    The SX1302 must have been powered and reset first (its start does that): the
+    SX1261 shares the board's reset sequence.
+    """
+    profile = get_board(board)
+    if profile.lbt_radio is None:
+        raise ValueError(f"board {profile.name!r} has no SX1261")
+    patch = load_sx1261_patch(firmware_dir or DEFAULT_FIRMWARE_DIR, firmware_sha256)
+    radio = Sx1261(spi_opener(profile.lbt_radio.spi_device), time.sleep)
+    radio.load_patch(patch)
+    return radio
 
 
 def open_radio(settings: RadioSettings, purpose: Purpose) -> Radio:
     """The registry's opener: firmware is checked (``run`` only) before any device opens."""
+    run = purpose == "run"
     driver = open_sx1302(settings.spi_device, settings.board, firmware_dir=settings.firmware_dir,
-                         load_images=purpose == "run")
+                         load_images=run, lbt=settings.lbt if run else None)
     return sx1302_radio(driver)

@@ -25,6 +25,7 @@ from hal.emulator.peripherals import Stts751Emulator
 from hal.emulator.radio import RadioEmulator
 from hal.emulator.records import RecordFields, encode_record
 from hal.emulator.reset_image import CHIP_RESET_OVERRIDES
+from hal.emulator.sx1261 import Sx1261Emulator
 from hal.emulator.transmit import TRIGGER_BITS, TxChainEmulator, TxLogEntry
 from hal.plan import reg_to_if
 from hal.registers import (
@@ -65,6 +66,8 @@ FSK_BIT_RATE = 0x5B5B  # RX FSK bit rate, 32 MHz / bit/s, big-endian (two bytes)
 FSK_RSSI_POLY = (90.636423, 0.420835, 0.007129, -0.000026)
 """The driver linearises the FSK RSSI byte with this cubic (``sx1302_parse``)."""
 GPIO_DIR, GPIO_OUT = 0x5641, 0x5643
+AGC_STATUS, AGC_MAILBOX_WR_0 = 0x5781, 0x578C
+LBT_CLEAR = 0xFF
 RF_EN = (0x5783, 0x5784)  # bit 3 radio reset (active low), bit 2 radio enable
 TX_FSM_STATUS_OFFSET = 17
 OTP_ADDR, OTP_DATA = 0x6180, 0x6181
@@ -116,6 +119,11 @@ class Sx1302Emulator:
         self._pps_ticks = 0
         self._modem_rr = 0
         self.transcript: list[tuple[bytes, bytes]] | None = [] if record_transcript else None
+        self.sx1261: Sx1261Emulator | None = None
+        """The LBT radio whose busy line reaches GPIO 7; set by ``open_emulated``."""
+        self.lbt_blocked: list[tuple[int, int]] = []
+        """(chain, µs counter) of every TX the AGC refused because LBT saw a busy channel."""
+        self._lbt_pending = False
         # fault modes
         self.no_answer = False
         self._corrupt_next = False
@@ -233,6 +241,9 @@ class Sx1302Emulator:
         self._mem[address] = value
         if address in RF_EN:
             self._update_radio(RF_EN.index(address), value)
+        if address == AGC_MAILBOX_WR_0 and value == LBT_CLEAR and self._lbt_pending:
+            self._mem[AGC_STATUS] = 0  # the host acknowledged the LBT verdict
+            self._lbt_pending = False
         self.mcus.on_write(address, previous, value, self._mem)
         for chain, base in enumerate(TX_BASE):
             if address == base:
@@ -251,11 +262,27 @@ class Sx1302Emulator:
             fell = previous >> bit & 1 and not value >> bit & 1
             if fell:
                 self._tx[chain].cancel(now)
+            if rose and self._lbt_refuses(chain, now):
+                continue
             if rose:
                 entry = self._tx[chain].arm(self._mem, timing, now)
                 if entry is not None:
                     self.tx_log.append(entry)
                     log.debug("emulator_tx", chain=chain, count_us=entry.start_count_us)
+
+    def _lbt_refuses(self, chain: int, now: int) -> bool:
+        """The AGC's LBT check at TX start (modelled at the trigger): the verdict goes to
+        its status register, bit ``chain`` "started", bit ``6 + chain`` "not allowed"."""
+        lbt = self.sx1261
+        if lbt is None or not lbt.lbt_armed:
+            return False
+        blocked = lbt.busy_line()
+        self._mem[AGC_STATUS] = (1 << chain) | (int(blocked) << (6 + chain))
+        self._lbt_pending = True
+        if blocked:
+            self.lbt_blocked.append((chain, (now // TICKS_PER_US) % COUNTER_TICKS))
+            log.debug("emulator_lbt_blocked", chain=chain)
+        return blocked
 
     # --- what the driver configured --------------------------------------------------------------
     def _if_hz(self, address: int) -> float:

@@ -6,7 +6,8 @@ amplifier can produce after the antenna gain is taken off) is TX_POWER. The
 protocol has no status for a modulation outside the region's data-rate table or an
 oversized payload; those are INTERNAL_ERROR with the reason logged and counted.
 Where the region requires listen-before-talk (KR920) and the gateway cannot do it,
-every downlink is TX_FREQ: sending without it would be unlawful there.
+downlinks go out without it unless the configuration opts in to refusing them
+(``refuse_without_lbt``): then every downlink is TX_FREQ.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class TxLimits:
     max_conducted_dbm: int | None = None
     min_conducted_dbm: int | None = None
     listen_before_talk: bool = False
-    """Whether the gateway can sense the channel before sending. The HAL has no driver
-    for the SX1261 that does this on LBT boards, so today this is never true."""
+    """Whether the gateway senses the channel before sending (board SX1261, LBT enabled)."""
+    refuse_without_lbt: bool = False
+    """Where the region requires LBT and the gateway has none: refuse instead of sending."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class Refusal:
 def check_request(req: ItemRequest, region: Region, limits: TxLimits) -> Refusal | None:
     """None when the request is allowed by the region and the board, else why not."""
     p = req.packet
-    if region.lbt.required and not limits.listen_before_talk:
+    if region.lbt.required and not limits.listen_before_talk and limits.refuse_without_lbt:
         return Refusal(TxStatus.TX_FREQ, f"{region.name} requires listen-before-talk, "
                                          "which this gateway cannot do")
     if not region.downlink_frequency_ok(p.frequency_hz):

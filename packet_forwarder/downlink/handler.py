@@ -238,6 +238,13 @@ class DownlinkHandler:
         self.counters.per_modulation[(p.modulation.value, p.spreading_factor, p.bandwidth_hz,
                                       p.datarate_bps)] += 1
 
+    def channel_busy(self, item: QueueItem) -> gw_pb2.DownlinkTxAck:
+        """LBT found the channel busy at TX time: retire the packet and build the follow-up
+        ack. The protocol has no LBT status; COLLISION_PACKET ("collides with another
+        packet in the same time interval") is the one that says what happened."""
+        self._retire(item, "lbt_busy")
+        return self._ack(item.downlink_id, [ItemOutcome(TxStatus.COLLISION_PACKET)])
+
     def reset_session(self) -> None:
         """The concentrator restarted: queued counter values are meaningless, drop them."""
         for item in self.queue.clear():
