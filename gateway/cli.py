@@ -59,6 +59,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_survey(args: argparse.Namespace) -> int:
+    from gateway.survey import SurveyError, run_survey
+    from hal.errors import HalError
+
+    config = _load_or_exit(args.config)
+    configure_logging("error", "keyvalue")  # the chart is the output
+    try:
+        print(run_survey(config, args.png, step_hz=args.step_khz * 1000, samples=args.samples))
+    except (SurveyError, HalError, OSError, ValueError) as exc:
+        print(f"survey failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_inject(args: argparse.Namespace) -> int:
     from gateway.sim.inject import InjectError, parse_inject_datagram, send_inject
 
@@ -126,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     doctor.add_argument("--json", action="store_true", help="machine-readable report")
     doctor.set_defaults(func=_cmd_doctor)
+
+    survey = sub.add_parser("survey", help="noise floor across the band (SX1261 spectral scan)")
+    survey.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    survey.add_argument("--png", type=Path, default=Path("survey.png"), help="chart file")
+    survey.add_argument("--step-khz", type=int, default=200, help="frequency step")
+    survey.add_argument("--samples", type=int, default=2000, help="RSSI samples per frequency")
+    survey.set_defaults(func=_cmd_survey)
 
     inject = sub.add_parser("inject", help="send one radio packet to a running emulator")
     inject.add_argument("phy_payload", help="PHY payload as hex")

@@ -31,5 +31,10 @@ def concentrator_checks(config: Config) -> tuple[list[CheckResult], str | None]:
     finally:
         radio.close()
     results = [CheckResult(c.name, c.status, c.detail, c.hint) for c in checks]
+    if all(r.status != "fail" for r in results):
+        from gateway.survey import noise_floor_check  # after close(): it opens the board again
+
+        floor = noise_floor_check(config)
+        results += [floor] if floor is not None else []
     eui = next((r.detail for r in results if r.name == "eui" and r.status == "ok"), None)
     return results, eui

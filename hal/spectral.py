@@ -28,9 +28,9 @@ class ChannelScan:
     frequency_hz: int
     samples: int
     noise_floor_dbm: float
-    """Median RSSI: the highest level at least half the samples exceeded."""
+    """Median RSSI, interpolated inside the 4 dB bin where half the samples lie above."""
     peak_dbm: float
-    """The highest level any sample exceeded."""
+    """Upper edge of the highest bin any sample reached."""
 
 
 def levels_dbm(rssi_offset_db: float) -> list[float]:
@@ -38,20 +38,30 @@ def levels_dbm(rssi_offset_db: float) -> list[float]:
 
 
 def summarise(frequency_hz: int, counts: tuple[int, ...], rssi_offset_db: float) -> ChannelScan:
-    """Median and peak of one scan; ``counts[i]`` samples were above level i."""
+    """Median and peak of one scan; ``counts[i]`` samples were above level i.
+
+    The levels are 4 dB apart, so the median is interpolated linearly inside the
+    bin where the count crosses half the samples, and the peak is the upper edge
+    of the highest bin with any sample (the true maximum is at most that).
+    """
     if len(counts) != SCAN_BINS:
         raise Sx1261Error(f"spectral scan returned {len(counts)} bins, expected {SCAN_BINS}")
     levels = levels_dbm(rssi_offset_db)
     total = max(counts[SCAN_BINS - 2] + counts[SCAN_BINS - 1], 1)
-    floor = levels[-1] - LEVEL_STEP_DB
-    peak = floor
-    for level, above in zip(levels, counts[:SCAN_BINS - 1], strict=True):
-        if above and peak == floor:
-            peak = level
-        if 2 * above >= total:
-            floor = level
+    half = total / 2
+    lowest = levels[-1] - LEVEL_STEP_DB
+    peak: float | None = None
+    floor = lowest
+    above_prev = 0
+    for i, (level, above) in enumerate(zip(levels, counts[:SCAN_BINS - 1], strict=True)):
+        if above and peak is None:
+            peak = level + LEVEL_STEP_DB if i else level
+        if above >= half:
+            floor = level + LEVEL_STEP_DB * (above - half) / max(above - above_prev, 1)
             break
-    return ChannelScan(frequency_hz, total, floor, max(peak, floor))
+        above_prev = above
+    return ChannelScan(frequency_hz, total, floor, max(peak if peak is not None else lowest,
+                                                       floor))
 
 
 def scan_channel(radio: Sx1261, frequency_hz: int, *, samples: int = DEFAULT_SAMPLES,

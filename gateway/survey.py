@@ -1,0 +1,173 @@
+"""``lora-gateway survey``: the noise floor across the band, so an installer can place the antenna.
+
+The board's SX1261 runs one spectral scan per frequency (the region's band on a
+200 kHz grid, plus every configured channel) and the result is drawn twice: as a
+bar chart in the terminal and as a PNG file. Configured channels are marked; the
+loudest frequency is named, because that is where a neighbour's transmitter or
+a noisy power supply sits. ``doctor`` reuses the scan for the configured channels.
+
+On the emulator the "air" is ``[concentrator.emulator]`` ``noise_floor_dbm`` and
+``busy_channels``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gateway.config import Config
+from gateway.doctor_result import CheckResult, ok, warn
+from gateway.lbt_setup import apply_emulated_air
+from gateway.png import Canvas
+from hal.backends import open_emulated, open_sx1261, open_sx1302
+from hal.emulator.stepping_clock import SteppingClock
+from hal.spectral import ChannelScan, scan_band
+from hal.sx1261 import Sx1261
+from hardware.board import get_board
+from packet_forwarder.regions import load_region
+
+DEFAULT_STEP_HZ = 200_000
+DEFAULT_SAMPLES = 2000
+CHART_WIDTH = 40
+LEVEL_MIN_DBM, LEVEL_MAX_DBM = -130.0, -30.0
+NOISY_FLOOR_DBM = -95.0
+"""A configured channel above this loses sensitivity (and LBT will often hold downlinks)."""
+BAR_PX, GAP_PX, MARGIN_PX, HEIGHT_PX = 10, 2, 10, 240
+COLOURS = {"scan": (70, 110, 200), "channel": (40, 160, 70), "loudest": (210, 50, 40),
+           "grid": (225, 225, 225), "peak": (30, 30, 30)}
+
+
+class SurveyError(Exception):
+    """The survey cannot run here (no SX1261 on the board, USB backend...)."""
+
+
+Scanner = tuple[Sx1261, float, Callable[[float], None]]
+
+
+@contextmanager
+def open_scanner(config: Config) -> Iterator[Scanner]:
+    """The board's SX1261 (patched, calibrated), its RSSI offset and the sleep to poll with."""
+    c = config.concentrator
+    emulated = c.backend == "emulator" or c.spi_device == "emulator"
+    board = get_board("emulator" if c.backend == "emulator" else c.board)
+    if board.lbt_radio is None:
+        raise SurveyError(f"board {board.name!r} has no SX1261: no spectral scan possible")
+    if c.backend == "sx1302_usb":
+        raise SurveyError("the survey needs the SPI board's SX1261 (not the USB backend)")
+    centre = load_region(c.region).band_hz[0]
+    if emulated:
+        clock = SteppingClock()
+        _conc, emulator = open_emulated(board=board.name, clock=clock)
+        apply_emulated_air(emulator, c.emulator.noise_floor_dbm, c.emulator.busy_channels)
+        assert emulator.sx1261 is not None
+        radio = Sx1261(emulator.sx1261, clock.sleep)
+        radio.calibrate_image(centre)
+        yield radio, board.lbt_radio.rssi_offset_db, clock.sleep
+        return
+    conc = open_sx1302(c.spi_device, c.board, firmware_dir=c.firmware_dir, load_images=False)
+    try:
+        conc.probe()  # power and reset the board: the SX1261 shares the sequence
+        radio = open_sx1261(c.board, firmware_dir=c.firmware_dir)
+        radio.calibrate_image(centre)
+        yield radio, board.lbt_radio.rssi_offset_db, time.sleep
+    finally:
+        conc.close()
+
+
+def configured_channels(config: Config) -> list[int]:
+    c = config.concentrator
+    plan = load_region(c.region).default_channel_plan(c.sub_band)
+    return sorted({ch.frequency_hz for ch in plan.all_channels()})
+
+
+def band_frequencies(config: Config, step_hz: int) -> list[int]:
+    low, high = load_region(config.concentrator.region).band_hz
+    grid = set(range(low, high + 1, step_hz))
+    return sorted(grid | set(configured_channels(config)))
+
+
+def run_scan(config: Config, frequencies: list[int], samples: int) -> list[ChannelScan]:
+    with open_scanner(config) as (radio, offset, sleep):
+        return scan_band(radio, frequencies, samples=samples, rssi_offset_db=offset, sleep=sleep)
+
+
+# --- drawing ---------------------------------------------------------------------------------
+def loudest(scans: list[ChannelScan]) -> ChannelScan:
+    return max(scans, key=lambda s: (s.noise_floor_dbm, s.peak_dbm))
+
+
+def _fraction(level: float) -> float:
+    return min(1.0, max(0.0, (level - LEVEL_MIN_DBM) / (LEVEL_MAX_DBM - LEVEL_MIN_DBM)))
+
+
+def render_terminal(scans: list[ChannelScan], channels: set[int]) -> str:
+    """One bar per frequency (length = noise floor from −130 to −30 dBm); * = configured."""
+    top = loudest(scans)
+    lines = [f"  {'MHz':>9}  {'floor':>9}  {'-130 dBm':<{CHART_WIDTH // 2}}"
+             f"{'-30 dBm':>{CHART_WIDTH - CHART_WIDTH // 2}}   peak"]
+    for s in scans:
+        mark = "*" if s.frequency_hz in channels else " "
+        bar = "#" * round(_fraction(s.noise_floor_dbm) * CHART_WIDTH)
+        note = "  <- loudest" if s is top else ""
+        lines.append(f"{mark} {s.frequency_hz / 1e6:9.3f}  {s.noise_floor_dbm:5.0f} dBm  "
+                     f"|{bar:<{CHART_WIDTH}}| {s.peak_dbm:5.0f}{note}")
+    floors = [s.noise_floor_dbm for s in scans if s.frequency_hz in channels]
+    if floors:
+        lines.append(f"configured channels (*): median floor {statistics.median(floors):.0f} dBm")
+    lines.append(f"loudest: {top.frequency_hz / 1e6:.3f} MHz, floor {top.noise_floor_dbm:.0f} "
+                 f"dBm, peak {top.peak_dbm:.0f} dBm")
+    return "\n".join(lines)
+
+
+def render_png(scans: list[ChannelScan], channels: set[int], path: Path) -> None:
+    """Bars left to right in frequency order, height = noise floor (−130 … −30 dBm), a dark
+    tick at each peak; green = configured channel, red = loudest, grid every 10 dB."""
+    width = 2 * MARGIN_PX + len(scans) * (BAR_PX + GAP_PX)
+    canvas = Canvas(width, HEIGHT_PX)
+    plot = HEIGHT_PX - 2 * MARGIN_PX
+
+    def y_of(level: float) -> int:
+        return MARGIN_PX + plot - round(_fraction(level) * plot)
+
+    for level in range(int(LEVEL_MIN_DBM), int(LEVEL_MAX_DBM) + 1, 10):
+        canvas.rect(0, y_of(level), width, y_of(level) + 1, COLOURS["grid"])
+    top = loudest(scans)
+    for i, s in enumerate(scans):
+        x = MARGIN_PX + i * (BAR_PX + GAP_PX)
+        kind = "loudest" if s is top else "channel" if s.frequency_hz in channels else "scan"
+        canvas.rect(x, y_of(s.noise_floor_dbm), x + BAR_PX, MARGIN_PX + plot, COLOURS[kind])
+        canvas.rect(x, y_of(s.peak_dbm), x + BAR_PX, y_of(s.peak_dbm) + 2, COLOURS["peak"])
+    canvas.save(path)
+
+
+# --- the command and the doctor line ---------------------------------------------------------
+def run_survey(config: Config, png: Path, *, step_hz: int = DEFAULT_STEP_HZ,
+               samples: int = DEFAULT_SAMPLES) -> str:
+    channels = configured_channels(config)
+    scans = run_scan(config, band_frequencies(config, step_hz), samples)
+    render_png(scans, set(channels), png)
+    return render_terminal(scans, set(channels)) + f"\nPNG written to {png}"
+
+
+def noise_floor_check(config: Config) -> CheckResult | None:
+    """The doctor line: noise floor of the configured channels; None without an SX1261."""
+    c = config.concentrator
+    board = get_board("emulator" if c.backend == "emulator" else c.board)
+    if board.lbt_radio is None or c.backend == "sx1302_usb":
+        return None
+    try:
+        scans = run_scan(config, configured_channels(config), DEFAULT_SAMPLES // 4)
+    except Exception as exc:  # any failure is one doctor line, never a crash
+        return warn("noise_floor", f"spectral scan failed: {exc}",
+                    "check the SX1261 patch is installed (lora-gateway firmware install)")
+    top = loudest(scans)
+    floors = statistics.median(s.noise_floor_dbm for s in scans)
+    detail = (f"{len(scans)} channels: median {floors:.0f} dBm, loudest "
+              f"{top.frequency_hz / 1e6:.3f} MHz at {top.noise_floor_dbm:.0f} dBm")
+    if top.noise_floor_dbm > NOISY_FLOOR_DBM:
+        return warn("noise_floor", detail, "interference on a configured channel: move the "
+                    "antenna away from it (lora-gateway survey shows the band)")
+    return ok("noise_floor", detail)
