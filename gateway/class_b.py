@@ -95,6 +95,10 @@ class ClassB:
                     self.counters.beacons_refused[status.name] += 1
                     log.warning("beacon_refused", status=status.name)
 
+    def gps_time_at(self, count_us: int) -> int | None:
+        """GPS time (µs since the GPS epoch) at a counter value; None without lock."""
+        return self._time.gps_time_at(count_us) if self.locked else None
+
     def reset(self) -> None:
         """The concentrator restarted: the counter restarted too, so start over."""
         self.reader.clock.reference = None

@@ -189,6 +189,7 @@ class Daemon:
                               hooks.watchdog.radio_alive),
             edge_check=edge_filter.check,
             radio_service=downlink.service_radio,
+            gps_time_at=downlink.class_b.gps_time_at if downlink.class_b is not None else None,
         )
         stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
                                interval_s=self.config.mqtt.stats_interval_s,

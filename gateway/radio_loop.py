@@ -76,6 +76,7 @@ class RadioLoop:
         after_poll: Callable[[], None] | None = None,
         edge_check: Callable[[bytes], Verdict] | None = None,
         radio_service: RadioService | None = None,
+        gps_time_at: Callable[[int], int | None] | None = None,
     ) -> None:
         self._conc = concentrator
         self._executor = radio_executor
@@ -88,6 +89,8 @@ class RadioLoop:
         self.counters = counters
         self._after_poll = after_poll
         self._edge_check = edge_check
+        self._gps_time_at = gps_time_at
+        """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time."""
         self._next_uplink_id = random.getrandbits(32)
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
@@ -135,6 +138,16 @@ class RadioLoop:
             self._synced, self._synced_checked = synced, now
         return self._synced
 
+    def _fine_time_gps_ns(self, packet: RxPacket) -> int | None:
+        """The fine time's PPS edge is a whole GPS second; add the ns the SX1303 measured."""
+        if (packet.fine_time_ns is None or packet.fine_time_pps_count_us is None
+                or self._gps_time_at is None):
+            return None
+        pps_gps_us = self._gps_time_at(packet.fine_time_pps_count_us)
+        if pps_gps_us is None:
+            return None
+        return round(pps_gps_us / 1e6) * 1_000_000_000 + packet.fine_time_ns
+
     def _handle(self, packet: RxPacket, context: bytes) -> None:
         self.counters.rx_received += 1
         self.counters.per_frequency[packet.frequency_hz] += 1
@@ -161,6 +174,7 @@ class RadioLoop:
             uplink_id=uplink_id,
             gw_time_ns=received_ns if plausible else None,
             context=context,
+            fine_time_since_gps_epoch_ns=self._fine_time_gps_ns(packet),
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags

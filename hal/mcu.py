@@ -27,6 +27,9 @@ AGC_STATUS_READY = 0x01
 ARB_STATUS_READY = 0x01
 ARB_STATUS_RUNNING = 0x00
 ARB_DOUBLE_DEMOD_OFF = 0x00
+ARB_DOUBLE_DEMOD_ALL_SF = 0xFF
+"""Fine-timestamp mode "all SF": one demodulator for the best stamp, one for the data
+(``sx1302_arb_start``, loragw_sx1302.c)."""
 ARB_DOUBLE_DETECT_THRESHOLD = 3
 ARB_STATS_SF = 7
 
@@ -115,7 +118,7 @@ class Mcus:
                                     f"{echoed}")
         regs.write("AGC_MCU_MAILBOX_WR_3", AGC_DONE_COMMAND)
 
-    def start_arb(self, version: int) -> None:
+    def start_arb(self, version: int, double_demod: int = ARB_DOUBLE_DEMOD_OFF) -> None:
         """The ARB start-up dialogue: version check, settings, then resume and await running."""
         regs = self._regs
         self._wait("ARB_MCU_STATUS", ARB_STATUS_READY, "ARB start")
@@ -123,7 +126,7 @@ class Mcus:
         if got != version:
             raise FirmwareError(f"ARB firmware version {got}, expected {version} — wrong image")
         regs.write("ARB_DEBUG_CFG_0", ARB_STATS_SF)  # detect/alloc statistics for one SF
-        regs.write("ARB_DEBUG_CFG_3", ARB_DOUBLE_DEMOD_OFF)  # no fine timestamps
+        regs.write("ARB_DEBUG_CFG_3", double_demod)  # per-SF bits; 0xFF for fine timestamps
         regs.write("ARB_DEBUG_CFG_2", ARB_DOUBLE_DETECT_THRESHOLD)
         regs.write("ARB_DEBUG_CFG_1", 1)  # resume
         self._wait("ARB_MCU_STATUS", ARB_STATUS_RUNNING, "ARB resume")

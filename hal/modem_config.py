@@ -286,9 +286,27 @@ def configure_sync_words(regs: Registers, service_sf: int | None, public: bool =
     regs.write("SERVICE_FRAME_SYNCH1_PEAK2_POS", 8 if service_public else 4)
 
 
-def configure_receive_path(regs: Registers, layout: RadioLayout) -> None:
+PRECISION_TS_METRICS_MAX = 32
+"""Metrics kept per packet in fine-timestamp mode (``PRECISION_TIMESTAMP_TS_METRICS_MAX``,
+loragw_sx1302_timestamp.c: fewer than the 255 possible, to match the GW v2 results)."""
+
+
+def configure_timestamping(regs: Registers, fine: bool) -> None:
+    """Legacy end-of-packet stamps, or the SX1303's precision mode with timing metrics
+    (``timestamp_counter_mode``, loragw_sx1302_timestamp.c)."""
+    if not fine:
+        regs.write("RX_TOP_RX_BUFFER_LEGACY_TIMESTAMP", 1)  # end-of-packet, SX1301 style
+        return
+    regs.write("RX_TOP_RX_BUFFER_LEGACY_TIMESTAMP", 0)
+    regs.write("RX_TOP_RX_BUFFER_TIMESTAMP_CFG_MAX_TS_METRICS", PRECISION_TS_METRICS_MAX)
+    regs.write("RX_TOP_TIMESTAMP_ENABLE", 1)
+    regs.write("RX_TOP_TIMESTAMP_NB_SYMB", 0)
+
+
+def configure_receive_path(regs: Registers, layout: RadioLayout, *,
+                           fine_timestamp: bool = False) -> None:
     """Everything between radio bring-up and the modem enables, in the reference order."""
-    regs.write("RX_TOP_RX_BUFFER_LEGACY_TIMESTAMP", 1)  # stamp at end of preamble, SX1301 style
+    configure_timestamping(regs, fine_timestamp)
     configure_gpio(regs)
     configure_front_end(regs)
     multi = [c for c in layout.chains if c.index < SERVICE_CHAIN]

@@ -17,16 +17,22 @@ from hal import bringup
 from hal.board_power import BoardLines, hold_in_reset, power_up_and_reset
 from hal.counter import CounterExtender, read_counters
 from hal.errors import ChipNotAnsweringError, ChipVersionError, HalError, PlanError
+from hal.fine_time import FineTimestamper
 from hal.firmware import FirmwareImages
 from hal.interface import OutputLine, SpiTransport
 from hal.lbt import ListenBeforeTalk
-from hal.mcu import AGC_SX1250_STEPS, AgcStep, Mcus
+from hal.mcu import AGC_SX1250_STEPS, ARB_DOUBLE_DEMOD_ALL_SF, ARB_DOUBLE_DEMOD_OFF, AgcStep, Mcus
 from hal.modem_config import configure_receive_path
 from hal.plan import FSK_CHAIN, IfChain, RadioLayout, if_to_reg, reg_to_if, resolve_plan
 from hal.registers import RX_FIFO_ADDR, RX_NB_BYTES_MSB, Registers, tx_field
 from hal.rx_record import RxRecord, parse_rx_buffer
 from hal.spi import Sx1302Spi
-from hal.timing import CR_FROM_CODE, decoder_delay_us, fsk_decoder_delay_us
+from hal.timing import (
+    CR_FROM_CODE,
+    decoder_delay_us,
+    fsk_decoder_delay_us,
+    precision_timestamp_correction_us,
+)
 from hal.tx import TX_STATUS_FREE, decode_tx_status, load_and_trigger
 from hal.types import (
     COUNTER_MODULO,
@@ -98,6 +104,9 @@ class Sx1302Concentrator:
         self.model = "unknown"
         self.lbt = lbt
         """Listen-before-talk on the board's SX1261; None sends without it."""
+        self.fine_timestamp = False
+        """True once started on an SX1303 whose board profile allows fine timestamps."""
+        self._fine = FineTimestamper()
         self._sx1261_patch = sx1261_patch
 
     # --- bring-up ------------------------------------------------------------------------------
@@ -118,7 +127,9 @@ class Sx1302Concentrator:
         bringup.bring_up_radios(self._regs, layout, self.board, self._sleep)
         if self.lbt is not None:
             self._start_sx1261(self.lbt, layout.centres_hz[self.board.tx_radio])
-        configure_receive_path(self._regs, layout)
+        self.fine_timestamp = self.model == "SX1303" and self.board.fine_timestamp
+        self._fine = FineTimestamper()
+        configure_receive_path(self._regs, layout, fine_timestamp=self.fine_timestamp)
         bringup.enable_modems(self._regs, layout)
         if self._firmware is not None:
             self._start_mcus(self._firmware)
@@ -157,7 +168,8 @@ class Sx1302Concentrator:
                           if s.label == "LBT off" else s for s in steps)
         mcus.start_agc(images.agc_version, steps)
         mcus.load("ARB", images.arb)
-        mcus.start_arb(images.arb_version)
+        mcus.start_arb(images.arb_version, ARB_DOUBLE_DEMOD_ALL_SF if self.fine_timestamp
+                       else ARB_DOUBLE_DEMOD_OFF)
 
     def _start_sx1261(self, lbt: ListenBeforeTalk, centre_hz: int) -> None:
         """The SX1261 patch (without it neither LBT nor scans exist), then its image calibration."""
@@ -208,9 +220,15 @@ class Sx1302Concentrator:
             self._drop("bad_coding_rate", f"coding rate code {rec.coding_rate}")
             return None
         bw = chain.channel.bandwidth_hz
-        delay = decoder_delay_us(rec.spreading_factor, bw, rec.coding_rate, len(rec.payload),
-                                 rec.crc_enabled)
+        if self.fine_timestamp:  # precision stamps sit at the end of the header
+            delay = -precision_timestamp_correction_us(
+                rec.spreading_factor, bw, rec.coding_rate, len(rec.payload), rec.crc_enabled)
+        else:
+            delay = decoder_delay_us(rec.spreading_factor, bw, rec.coding_rate,
+                                     len(rec.payload), rec.crc_enabled)
         if_error = chain.if_hz - reg_to_if(if_to_reg(chain.if_hz))
+        freq_offset = rec.freq_offset_raw * FREQ_OFFSET_LSB_125K_HZ * (bw // 125_000) + if_error
+        fine = self._fine_time(rec, chain, freq_offset)
         return RxPacket(
             payload=rec.payload, frequency_hz=chain.channel.frequency_hz, if_chain=chain.index,
             rf_chain=chain.rf_chain, modulation=Modulation.LORA,
@@ -218,10 +236,23 @@ class Sx1302Concentrator:
             crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + self._rssi_correction_db(),
             rssi_signal_dbm=rec.rssi_sig_raw + self._rssi_correction_db(), snr_db=rec.snr_raw / 4,
             count_us=(self._counter.expand_packet(rec.timestamp_ticks) - delay) % COUNTER_MODULO,
-            freq_offset_hz=rec.freq_offset_raw * FREQ_OFFSET_LSB_125K_HZ * (bw // 125_000)
-            + if_error,
-            modem_id=rec.modem_id,
+            freq_offset_hz=freq_offset, modem_id=rec.modem_id,
+            fine_time_ns=None if fine is None else fine[0],
+            fine_time_pps_count_us=None if fine is None else fine[1],
         )
+
+    def _fine_time(self, rec: RxRecord, chain: IfChain,
+                   freq_offset_hz: float) -> tuple[int, int] | None:
+        """(ns since the PPS, that PPS as a 32-bit µs count) for a CRC-good precision stamp."""
+        if not (self.fine_timestamp and rec.ts_metrics and rec.timing_set
+                and rec.crc_enabled and not rec.crc_error):
+            return None
+        freq = chain.channel.frequency_hz
+        result = self._fine.compute(rec.timestamp_ticks, rec.ts_metrics, rec.spreading_factor,
+                                    chain.if_hz, (freq + freq_offset_hz) / freq - 1.0)
+        if result is None:
+            return None
+        return result[0], self._counter.expand_packet(result[1])
 
     def _fsk_packet(self, rec: RxRecord, chain: IfChain) -> RxPacket:
         raw = float(rec.rssi_chan_raw)
@@ -310,7 +341,9 @@ class Sx1302Concentrator:
             log.error("counter_read_gap", seconds=round(now - self._last_counter_read, 1),
                       limit_s=round(COUNTER_WRAP_S, 1))
         self._last_counter_read = now
-        return self._counter.update(read_counters(self._spi))
+        sample = read_counters(self._spi)
+        self._fine.observe_pps(sample.pps_ticks)
+        return self._counter.update(sample)
 
     def counter_us(self) -> int:
         inst, _pps = self._read_counter()

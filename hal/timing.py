@@ -108,3 +108,21 @@ def tx_start_delay_ticks(bw_hz: int, chirp_lowpass: int) -> int:
     filter_delay = ((1 << chirp_lowpass) - 1) * 1_000_000 // bw_hz
     modem_delay = 8 * (32_000_000 // (32 * bw_hz))
     return TX_START_DELAY_DEFAULT_US * 32 - (bw_delay + filter_delay + modem_delay)
+
+
+def precision_timestamp_correction_us(sf: int, bw_hz: int, cr: int, size: int,
+                                      crc: bool) -> int:
+    """Fine-timestamp mode: the chip stamps the end of the header; this moves the stamp to
+    the end of the packet, less the filter delay (``precision_timestamp_correction``,
+    loragw_sx1302_timestamp.c). Added to the stamp, unlike :func:`decoder_delay_us`.
+
+    The payload symbol count follows ``lora_packet_time_on_air`` (loragw_aux.c), which
+    assumes the low-data-rate mode for SF11/12 at every bandwidth.
+    """
+    bw_pow = _bw_factor(bw_hz)
+    t_symbol_us = (1 << sf) * 8 // bw_pow
+    de = 1 if sf >= 11 else 0
+    bits = 8 * size + (16 if crc else 0) - 4 * sf + (8 if sf >= 7 else 0) + 20
+    symbols = math.ceil(max(bits, 0) / (4 * (sf - 2 * de))) * (cr + 4)
+    filtering_ps = 16_000_000 // bw_pow + 2_031_250
+    return int(symbols * t_symbol_us - (filtering_ps + 500_000) / 1e6)  # C truncation

@@ -57,7 +57,9 @@ class RxPacket:
     rssi_signal_dbm: float | None = None
     """LoRa signal RSSI (the frame alone, below the channel RSSI at low SNR); None for FSK."""
     fine_time_ns: int | None = None
-    """SX1303 fine timestamp: ns within the GPS second of ``count_us``; None when absent."""
+    """SX1303 fine timestamp: ns since the PPS at ``fine_time_pps_count_us``; None if absent."""
+    fine_time_pps_count_us: int | None = None
+    """The 32-bit µs count of the PPS edge the fine time counts from (a GPS second)."""
 
 
 class TxTiming(enum.Enum):

@@ -94,6 +94,8 @@ class BoardProfile:
     gps: GpsReceiver | None = None
     lbt_radio: LbtRadio | None = None
     """The SX1261 (LBT, spectral scan) when fitted; None on boards without one."""
+    fine_timestamp: bool = False
+    """Use the SX1303's fine timestamps when the chip is one (GPS PPS must reach it)."""
 
     def tx_gain_for(self, power_dbm: int) -> TxGainEntry:
         """The highest table entry not above ``power_dbm`` (the lowest one if all are above).
@@ -209,6 +211,7 @@ def parse_board(data: dict[str, Any], source: str) -> BoardProfile:
         clock_source=t.integer("clock_source", 0, low=0, high=1),
         tx_radio=t.integer("tx_radio", 0, low=0, high=1),
         antenna_gain_dbi=t.number("antenna_gain_dbi", 0.0, low=-10, high=30),
+        fine_timestamp=t.boolean("fine_timestamp", False),
     )
     has_sensor = t.boolean("temperature_sensor", False)
     has_gps = t.boolean("gps", False)

@@ -84,8 +84,13 @@ def parse_context(context: bytes) -> Context | None:
 
 def build_uplink_frame(
     rx: RxPacket, *, gateway_id: str, uplink_id: int, gw_time_ns: int | None, context: bytes,
+    fine_time_since_gps_epoch_ns: int | None = None,
 ) -> gw_pb2.UplinkFrame:
-    """The ``UplinkFrame`` for one received packet; ``gw_time_ns`` None leaves gw_time out."""
+    """The ``UplinkFrame`` for one received packet; ``gw_time_ns`` None leaves gw_time out.
+
+    ``fine_time_since_gps_epoch_ns`` (SX1303 with GPS lock) is what the network server's
+    TDOA geolocation uses; None leaves it out.
+    """
     frame = gw_pb2.UplinkFrame(phy_payload=rx.payload)
     frame.tx_info.CopyFrom(_tx_info(rx))
     info = frame.rx_info
@@ -93,6 +98,8 @@ def build_uplink_frame(
     info.uplink_id = uplink_id & _U32_MAX
     if gw_time_ns is not None:
         info.gw_time.FromNanoseconds(gw_time_ns)
+    if fine_time_since_gps_epoch_ns is not None:
+        info.fine_time_since_gps_epoch.FromNanoseconds(fine_time_since_gps_epoch_ns)
     info.rssi = round(rx.rssi_dbm)
     info.snr = rx.snr_db
     info.channel = rx.if_chain

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import structlog
 
+from hal.emulator.fine_time import FineTimeModel
 from hal.emulator.mcu import McuPair
 from hal.emulator.peripherals import Stts751Emulator
 from hal.emulator.radio import RadioEmulator
@@ -67,6 +68,7 @@ FSK_RSSI_POLY = (90.636423, 0.420835, 0.007129, -0.000026)
 """The driver linearises the FSK RSSI byte with this cubic (``sx1302_parse``)."""
 GPIO_DIR, GPIO_OUT = 0x5641, 0x5643
 AGC_STATUS, AGC_MAILBOX_WR_0 = 0x5781, 0x578C
+LEGACY_TS, TS_ENABLE = 0x58C0, 0x58B3
 LBT_CLEAR = 0xFF
 RF_EN = (0x5783, 0x5784)  # bit 3 radio reset (active low), bit 2 radio enable
 TX_FSM_STATUS_OFFSET = 17
@@ -124,6 +126,9 @@ class Sx1302Emulator:
         self.lbt_blocked: list[tuple[int, int]] = []
         """(chain, µs counter) of every TX the AGC refused because LBT saw a busy channel."""
         self._lbt_pending = False
+        self.model_id = model_id
+        self.fine = FineTimeModel()
+        """SX1303 precision stamps: metrics per frame, and the true fine times for tests."""
         # fault modes
         self.no_answer = False
         self._corrupt_next = False
@@ -371,10 +376,22 @@ class Sx1302Emulator:
                 return None
             index, channel = match
             now = self.ticks()
+            stamp, metrics = now, b""
+            precision = self._precision_stamps()
+            if precision:
+                stamp, metrics = self.fine.frame(
+                    end_ticks=now, pps_ticks=self._pps_ticks, sf=sf, bw_hz=bw_hz,
+                    cr=CR_CODES[cr], size=len(payload),
+                    if_hz=channel - (self.radios[self._radio_of(index)].centre_hz or channel),
+                    freq_error=(frequency_hz - channel) / channel)
+                if not crc_ok:  # no fine time for a corrupted frame
+                    metrics = b""
+                    self.fine.true_fine_ns.pop()
             record = encode_record(RecordFields(
                 payload=bytes(payload), if_chain=index, spreading_factor=sf,
                 coding_rate=CR_CODES[cr], modem_id=self._modem_for(index, sf),
-                timestamp_ticks=now, rssi_raw=round(rssi_dbm - self._rssi_correction_db()),
+                timestamp_ticks=stamp, ts_metrics=metrics, timing_set=bool(metrics),
+                rssi_raw=round(rssi_dbm - self._rssi_correction_db()),
                 rssi_sig_raw=round(signal_rssi_dbm(rssi_dbm, snr_db)
                                    - self._rssi_correction_db()),
                 snr_raw=round(snr_db * 4), crc_ok=crc_ok,
@@ -387,6 +404,8 @@ class Sx1302Emulator:
                 log.warning("emulator_rx_fifo_overflow", dropped_payload=len(payload))
                 return None
             self._fifo += record
+            if precision:  # precision stamp: "now" is the end of the frame itself
+                return (now // TICKS_PER_US) % COUNTER_TICKS
             delay = decoder_delay_us(sf, bw_hz, CR_CODES[cr], len(payload), True)
             return (now // TICKS_PER_US - delay) % COUNTER_TICKS
 
@@ -423,6 +442,14 @@ class Sx1302Emulator:
                 return None
             self._fifo += record
             return (now // TICKS_PER_US + early_us) % COUNTER_TICKS
+
+    def _precision_stamps(self) -> bool:
+        """SX1303 in precision mode: legacy stamping off and the timestamp block enabled."""
+        return (self.model_id == MODEL_SX1303 and not self._mem[LEGACY_TS] & 0x04
+                and bool(self._mem[TS_ENABLE] & 0x08))
+
+    def _radio_of(self, index: int) -> int:
+        return next((radio for i, _a, radio in self._chains() if i == index), 0)
 
     def _fsk_chain_hz(self) -> float | None:
         for index, address, radio in self._chains():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from hal.rx_record import SYNC, lora_crc16
 
 CRC_ERROR_BIT = 0x01
+TIMING_SET_BIT = 0x10
 FREQ_OFFSET_BITS = 20
 
 
@@ -25,6 +26,8 @@ class RecordFields:
     freq_offset_raw: int = 0
     rssi_sig_raw: int | None = None
     """Signal RSSI byte; None repeats the channel RSSI."""
+    timing_set: bool = False
+    """Status bit 4: the stamp comes from the timing-optimised demodulator (SX1303)."""
     crc_enabled: bool = True
     crc_ok: bool = True
     ts_metrics: bytes = b""
@@ -50,7 +53,7 @@ def encode_record(f: RecordFields) -> bytes:
         f.modem_id, offset & 0xFF, (offset >> 8) & 0xFF, offset >> 16,
     ))
     tail = bytes((
-        0 if f.crc_ok else CRC_ERROR_BIT,
+        (0 if f.crc_ok else CRC_ERROR_BIT) | (TIMING_SET_BIT if f.timing_set else 0),
         _clamp(f.snr_raw, -128, 127) & 0xFF,
         _clamp(f.rssi_raw, 0, 255),
         _clamp(f.rssi_raw if f.rssi_sig_raw is None else f.rssi_sig_raw, 0, 255),
