@@ -57,6 +57,8 @@ class EmulatorSection:
     """What the emulated SX1261 hears where nothing transmits."""
     busy_channels: tuple[tuple[int, float], ...] = ()
     """(frequency Hz, level dBm) the emulated SX1261 hears as occupied (LBT, survey)."""
+    model: str = "SX1302"
+    """"SX1303" emulates the chip with fine timestamps."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ def _emulator(t: TableReader) -> EmulatorSection:
         fault=t.string("fault", None, choices=("no_answer",)),
         noise_floor_dbm=t.number("noise_floor_dbm", -110.0, low=-140, high=0),
         busy_channels=tuple(_busy_channel(b) for b in t.tables("busy_channels")),
+        model=t.string("model", "SX1302", choices=("SX1302", "SX1303")),
     )
     t.finish()
     return section

@@ -25,4 +25,5 @@ def radio_settings(config: Config) -> RadioSettings:
         gps_start_s=config.class_b.emulator_start_gps_s,
         lbt=lbt_settings(c.lbt, load_region(c.region),
                          get_board("emulator" if c.backend == "emulator" else c.board)),
-        noise_floor_dbm=c.emulator.noise_floor_dbm, busy_channels=c.emulator.busy_channels)
+        noise_floor_dbm=c.emulator.noise_floor_dbm, busy_channels=c.emulator.busy_channels,
+        model=c.emulator.model)

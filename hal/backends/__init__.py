@@ -66,6 +66,8 @@ class RadioSettings:
     """Emulator only: what its SX1261 hears where nothing transmits."""
     busy_channels: tuple[tuple[int, float], ...] = ()
     """Emulator only: (frequency Hz, level dBm) its SX1261 hears as occupied."""
+    model: str = "SX1302"
+    """Emulator only: "SX1303" emulates the chip with fine timestamps."""
 
 
 @dataclass

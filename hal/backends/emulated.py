@@ -16,7 +16,7 @@ from pathlib import Path
 from hal.backends import Purpose, Radio, RadioSettings
 from hal.backends._bundle import sx1302_radio
 from hal.backends.spi import temperature_reader
-from hal.emulator.chip import DEFAULT_EUI, MODEL_SX1302, Sx1302Emulator
+from hal.emulator.chip import DEFAULT_EUI, MODEL_SX1302, MODEL_SX1303, Sx1302Emulator
 from hal.emulator.gps import FreeRunningGps, GpsEmulator
 from hal.emulator.stepping_clock import SteppingClock
 from hal.emulator.sx1261 import Sx1261Emulator
@@ -87,6 +87,10 @@ def open_emulated(*, eui: bytes | None = None, clock: Callable[[], float] = time
     return concentrator, emulator
 
 
+def _model_id(settings: RadioSettings) -> int:
+    return MODEL_SX1303 if settings.model == "SX1303" else MODEL_SX1302
+
+
 def set_air(chip: Sx1302Emulator, settings: RadioSettings) -> None:
     """The configured noise floor and occupied channels, as the emulated SX1261 hears them."""
     if chip.sx1261 is not None:
@@ -99,7 +103,8 @@ def open_radio(settings: RadioSettings, purpose: Purpose) -> Radio:
     board = settings.board if settings.backend == "sx1302" else "emulator"
     if purpose == "inspect":
         return _inspected(settings, board)
-    driver, chip = open_emulated(eui=settings.eui, board=board, lbt=settings.lbt)
+    driver, chip = open_emulated(eui=settings.eui, board=board, lbt=settings.lbt,
+                                 model_id=_model_id(settings))
     chip.no_answer = settings.fault == "no_answer"
     set_air(chip, settings)
 
@@ -113,7 +118,8 @@ def open_radio(settings: RadioSettings, purpose: Purpose) -> Radio:
 def _inspected(settings: RadioSettings, board: str) -> Radio:
     """On a stepping clock: sleeping advances the chip's counter and its GPS seconds."""
     clock = SteppingClock()
-    driver, chip = open_emulated(eui=settings.eui, board=board, clock=clock)
+    driver, chip = open_emulated(eui=settings.eui, board=board, clock=clock,
+                                 model_id=_model_id(settings))
     chip.no_answer = settings.fault == "no_answer"
     set_air(chip, settings)
     port = GpsEmulator(chip, gps_seconds=settings.gps_start_s)
