@@ -14,7 +14,7 @@ import json
 import statistics
 import time
 
-from hal.backends import open_emulated
+from hal.backends.emulated import open_emulated
 from hal.lbt import ChannelBusyError, LbtSettings
 from hal.spectral import scan_channel
 from hal.sx1261 import Sx1261

@@ -67,7 +67,7 @@ def _cmd_survey(args: argparse.Namespace) -> int:
     configure_logging("error", "keyvalue")  # the chart is the output
     try:
         print(run_survey(config, args.png, step_hz=args.step_khz * 1000, samples=args.samples))
-    except (SurveyError, HalError, OSError, ValueError) as exc:
+    except (SurveyError, HalError, OSError, ValueError, ImportError) as exc:
         print(f"survey failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 from gateway.config import Config
 from gateway.doctor_result import CheckResult, fail
 from gateway.radio import radio_settings
+from gateway.survey import noise_floor_check
 from hal.backends import open_radio
 from hal.errors import HalError
 from hardware.board import BoardError
@@ -27,14 +28,11 @@ def concentrator_checks(config: Config) -> tuple[list[CheckResult], str | None]:
                      "check concentrator.spi_device, concentrator.board and that SPI/GPIO "
                      "are enabled")], None
     try:
-        checks = radio.checks(None)
+        results = [CheckResult(c.name, c.status, c.detail, c.hint) for c in radio.checks(None)]
+        if all(r.status != "fail" for r in results):
+            floor = noise_floor_check(radio, config)
+            results += [floor] if floor is not None else []
     finally:
         radio.close()
-    results = [CheckResult(c.name, c.status, c.detail, c.hint) for c in checks]
-    if all(r.status != "fail" for r in results):
-        from gateway.survey import noise_floor_check  # after close(): it opens the board again
-
-        floor = noise_floor_check(config)
-        results += [floor] if floor is not None else []
     eui = next((r.detail for r in results if r.name == "eui" and r.status == "ok"), None)
     return results, eui

@@ -13,20 +13,17 @@ On the emulator the "air" is ``[concentrator.emulator]`` ``noise_floor_dbm`` and
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.config import Config
 from gateway.doctor_result import CheckResult, ok, warn
-from gateway.lbt_setup import apply_emulated_air
 from gateway.png import Canvas
-from hal.backends import open_emulated, open_sx1261, open_sx1302
-from hal.emulator.stepping_clock import SteppingClock
+from gateway.radio import radio_settings
+from hal.backends import Radio, open_radio
 from hal.spectral import ChannelScan, scan_band
 from hal.sx1261 import Sx1261
-from hardware.board import get_board
 from packet_forwarder.regions import load_region
 
 DEFAULT_STEP_HZ = 200_000
@@ -50,31 +47,21 @@ Scanner = tuple[Sx1261, float, Callable[[float], None]]
 @contextmanager
 def open_scanner(config: Config) -> Iterator[Scanner]:
     """The board's SX1261 (patched, calibrated), its RSSI offset and the sleep to poll with."""
-    c = config.concentrator
-    emulated = c.backend == "emulator" or c.spi_device == "emulator"
-    board = get_board("emulator" if c.backend == "emulator" else c.board)
-    if board.lbt_radio is None:
-        raise SurveyError(f"board {board.name!r} has no SX1261: no spectral scan possible")
-    if c.backend == "sx1302_usb":
-        raise SurveyError("the survey needs the SPI board's SX1261 (not the USB backend)")
-    centre = load_region(c.region).band_hz[0]
-    if emulated:
-        clock = SteppingClock()
-        _conc, emulator = open_emulated(board=board.name, clock=clock)
-        apply_emulated_air(emulator, c.emulator.noise_floor_dbm, c.emulator.busy_channels)
-        assert emulator.sx1261 is not None
-        radio = Sx1261(emulator.sx1261, clock.sleep)
-        radio.calibrate_image(centre)
-        yield radio, board.lbt_radio.rssi_offset_db, clock.sleep
-        return
-    conc = open_sx1302(c.spi_device, c.board, firmware_dir=c.firmware_dir, load_images=False)
+    radio = open_radio(radio_settings(config), purpose="inspect")
     try:
-        conc.probe()  # power and reset the board: the SX1261 shares the sequence
-        radio = open_sx1261(c.board, firmware_dir=c.firmware_dir)
-        radio.calibrate_image(centre)
-        yield radio, board.lbt_radio.rssi_offset_db, time.sleep
+        yield scanner_of(radio, config)
     finally:
-        conc.close()
+        radio.close()
+
+
+def scanner_of(radio: Radio, config: Config) -> Scanner:
+    """The SX1261 of an already opened radio, ready to scan the configured region's band."""
+    if radio.open_scanner is None or radio.board.lbt_radio is None:
+        raise SurveyError(f"board {radio.board.name!r} has no SX1261: no spectral scan "
+                          "possible (the USB backend does not reach one either)")
+    scanner = radio.open_scanner()
+    scanner.calibrate_image(load_region(config.concentrator.region).band_hz[0])
+    return scanner, radio.board.lbt_radio.rssi_offset_db, radio.sleep
 
 
 def configured_channels(config: Config) -> list[int]:
@@ -90,8 +77,13 @@ def band_frequencies(config: Config, step_hz: int) -> list[int]:
 
 
 def run_scan(config: Config, frequencies: list[int], samples: int) -> list[ChannelScan]:
-    with open_scanner(config) as (radio, offset, sleep):
-        return scan_band(radio, frequencies, samples=samples, rssi_offset_db=offset, sleep=sleep)
+    with open_scanner(config) as scanner:
+        return scan_with(scanner, frequencies, samples)
+
+
+def scan_with(scanner: Scanner, frequencies: list[int], samples: int) -> list[ChannelScan]:
+    radio, offset, sleep = scanner
+    return scan_band(radio, frequencies, samples=samples, rssi_offset_db=offset, sleep=sleep)
 
 
 # --- drawing ---------------------------------------------------------------------------------
@@ -152,14 +144,13 @@ def run_survey(config: Config, png: Path, *, step_hz: int = DEFAULT_STEP_HZ,
     return render_terminal(scans, set(channels)) + f"\nPNG written to {png}"
 
 
-def noise_floor_check(config: Config) -> CheckResult | None:
+def noise_floor_check(radio: Radio, config: Config) -> CheckResult | None:
     """The doctor line: noise floor of the configured channels; None without an SX1261."""
-    c = config.concentrator
-    board = get_board("emulator" if c.backend == "emulator" else c.board)
-    if board.lbt_radio is None or c.backend == "sx1302_usb":
+    if radio.open_scanner is None:
         return None
     try:
-        scans = run_scan(config, configured_channels(config), DEFAULT_SAMPLES // 4)
+        scans = scan_with(scanner_of(radio, config), configured_channels(config),
+                          DEFAULT_SAMPLES // 4)
     except Exception as exc:  # any failure is one doctor line, never a crash
         return warn("noise_floor", f"spectral scan failed: {exc}",
                     "check the SX1261 patch is installed (lora-gateway firmware install)")

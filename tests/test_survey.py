@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.config import Config, load_config
+from gateway.doctor_hw import concentrator_checks
+from gateway.doctor_result import CheckResult
 from gateway.png import Canvas, decode_rgb
+from gateway.radio import radio_settings
 from gateway.survey import COLOURS, noise_floor_check
+from hal.backends import open_radio
 from hal.emulator.sx1261 import Sx1261Emulator
 from hal.spectral import scan_channel, summarise
 from hal.sx1261 import SCAN_BINS, Sx1261
@@ -65,7 +69,8 @@ def test_survey_prints_the_chart_and_writes_a_png_naming_the_busy_channel(tmp_pa
 
 
 def test_survey_refuses_a_board_without_sx1261(tmp_path: Path) -> None:
-    text = CONFIG.replace('backend = "emulator"', 'backend = "sx1302"\nboard = "rak2287"')
+    text = CONFIG.replace('backend = "emulator"',
+                          'backend = "sx1302"\nboard = "rak2287"\nspi_device = "emulator"')
     proc = subprocess.run([sys.executable, "-m", "gateway", "survey", "-c",
                            str(_write(tmp_path, text)), "--png", str(tmp_path / "x.png")],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -74,13 +79,27 @@ def test_survey_refuses_a_board_without_sx1261(tmp_path: Path) -> None:
     assert not (tmp_path / "x.png").exists()
 
 
+def _floor_line(config: Config) -> CheckResult | None:
+    radio = open_radio(radio_settings(config), purpose="inspect")
+    try:
+        return noise_floor_check(radio, config)
+    finally:
+        radio.close()
+
+
 def test_doctor_line_reports_the_configured_channels_noise_floor(tmp_path: Path) -> None:
-    check = noise_floor_check(load_config(_write(tmp_path)))
+    check = _floor_line(load_config(_write(tmp_path)))
     assert check is not None
     assert check.status == "warn" and "922.100 MHz" in check.detail  # the neighbour at −55
-    quiet = noise_floor_check(load_config(_write(tmp_path, CONFIG.replace(
+    quiet = _floor_line(load_config(_write(tmp_path, CONFIG.replace(
         f"busy_channels = [{{frequency_hz = {BUSY_HZ}, rssi_dbm = -55.0}}]", ""))))
     assert quiet is not None and quiet.status == "ok" and "median -112 dBm" in quiet.detail
+
+
+def test_doctor_on_the_emulator_prints_the_noise_floor_line(tmp_path: Path) -> None:
+    results, _eui = concentrator_checks(load_config(_write(tmp_path)))
+    (line,) = [r for r in results if r.name == "noise_floor"]
+    assert line.status == "warn" and "922.100 MHz" in line.detail
 
 
 @pytest.mark.parametrize("level", [-112.0, -80.0, -55.0])

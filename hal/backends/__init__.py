@@ -28,6 +28,7 @@ from hardware.board import BoardProfile
 if TYPE_CHECKING:
     from hal.doctor_checks import HalCheck
     from hal.emulator.chip import Sx1302Emulator
+    from hal.sx1261 import Sx1261
     from hal.types import ChannelPlan
 
 Backend = Literal["sx1302", "sx1302_usb", "emulator"]
@@ -86,6 +87,8 @@ class Radio:
     """Stop the radio, hold the board in reset and release its devices."""
     emulator: Sx1302Emulator | None = None
     """The emulated chip; read only by the simulator wing (``gateway/sim``)."""
+    open_scanner: Callable[[], Sx1261] | None = None
+    """Powers the board and opens its SX1261, patched, for spectral scans; None without one."""
 
     @property
     def max_conducted_dbm(self) -> int | None:

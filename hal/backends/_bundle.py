@@ -14,6 +14,7 @@ from hal.types import ChannelPlan
 
 if TYPE_CHECKING:
     from hal.emulator.chip import Sx1302Emulator
+    from hal.sx1261 import Sx1261
 
 
 def board_gps(driver: Sx1302Concentrator) -> GpsOpener | None:
@@ -31,7 +32,8 @@ def board_gps(driver: Sx1302Concentrator) -> GpsOpener | None:
 
 def sx1302_radio(driver: Sx1302Concentrator, *, sleep: Callable[[float], None] = time.sleep,
                  open_gps: GpsOpener | None = None,
-                 emulator: Sx1302Emulator | None = None) -> Radio:
+                 emulator: Sx1302Emulator | None = None,
+                 open_scanner: Callable[[], Sx1261] | None = None) -> Radio:
     """The bundle for one SX1302 driver; ``open_gps`` defaults to the board's UART receiver."""
     gps = open_gps if open_gps is not None else board_gps(driver)
     if driver.board.gps is None:
@@ -41,4 +43,5 @@ def sx1302_radio(driver: Sx1302Concentrator, *, sleep: Callable[[float], None] =
         return run_concentrator_checks(driver, sleep=sleep, plan=plan, gps=gps)
 
     return Radio(concentrator=driver, board=driver.board, open_gps=gps, sleep=sleep,
-                 checks=checks, close=driver.close, emulator=emulator)
+                 checks=checks, close=driver.close, emulator=emulator,
+                 open_scanner=open_scanner if driver.board.lbt_radio is not None else None)

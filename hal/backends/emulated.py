@@ -87,6 +87,15 @@ def open_emulated(*, eui: bytes | None = None, clock: Callable[[], float] = time
     return concentrator, emulator
 
 
+def _scanner(chip: Sx1302Emulator, sleep: Callable[[float], None]) -> Callable[[], Sx1261]:
+    def open_scanner() -> Sx1261:
+        if chip.sx1261 is None:
+            raise ValueError("the emulated board has no SX1261")
+        return Sx1261(chip.sx1261, sleep)
+
+    return open_scanner
+
+
 def _model_id(settings: RadioSettings) -> int:
     return MODEL_SX1303 if settings.model == "SX1303" else MODEL_SX1302
 
@@ -112,7 +121,8 @@ def open_radio(settings: RadioSettings, purpose: Purpose) -> Radio:
         port = FreeRunningGps(chip, gps_seconds=settings.gps_start_s)
         return GpsReader(port, driver.pps_counter_us, GpsClock())
 
-    return sx1302_radio(driver, sleep=time.sleep, open_gps=open_gps, emulator=chip)
+    return sx1302_radio(driver, sleep=time.sleep, open_gps=open_gps, emulator=chip,
+                        open_scanner=_scanner(chip, time.sleep))
 
 
 def _inspected(settings: RadioSettings, board: str) -> Radio:
@@ -128,4 +138,5 @@ def _inspected(settings: RadioSettings, board: str) -> Radio:
     def open_gps() -> GpsReader:
         return GpsReader(port, driver.pps_counter_us, GpsClock(clock))
 
-    return sx1302_radio(driver, sleep=clock.sleep, open_gps=open_gps, emulator=chip)
+    return sx1302_radio(driver, sleep=clock.sleep, open_gps=open_gps, emulator=chip,
+                        open_scanner=_scanner(chip, clock.sleep))

@@ -118,4 +118,9 @@ def open_radio(settings: RadioSettings, purpose: Purpose) -> Radio:
     run = purpose == "run"
     driver = open_sx1302(settings.spi_device, settings.board, firmware_dir=settings.firmware_dir,
                          load_images=run, lbt=settings.lbt if run else None)
-    return sx1302_radio(driver)
+
+    def open_scanner() -> Sx1261:
+        driver.probe()  # power and reset the board: the SX1261 shares the sequence
+        return open_sx1261(settings.board, firmware_dir=settings.firmware_dir)
+
+    return sx1302_radio(driver, open_scanner=open_scanner)
