@@ -16,6 +16,7 @@ import structlog
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
+from gateway.firmware_cli import add_firmware_commands
 from gateway.keys_cli import add_keys_commands
 from gateway.log import configure_logging, secrets_from_config
 from gateway.ops_cli import add_ops_commands
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
     add_ops_commands(sub)
+    add_firmware_commands(sub)
 
     doctor = sub.add_parser("doctor", help="installer self-test: one line per check")
     doctor.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)

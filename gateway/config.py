@@ -86,7 +86,7 @@ class ConcentratorSection:
     poll_interval_s: float
     emulator: EmulatorSection
     firmware_dir: Path | None
-    """AGC/ARB firmware images (installed by the image); None: the HAL's default folder."""
+    """AGC/ARB firmware images, written by ``lora-gateway firmware install`` (state folder)."""
     sub_band: int | None
     """Grid regions (US915, AU915): which block of 8 uplink channels; None: the region's default."""
     lbt: LbtSection = LbtSection()
@@ -246,7 +246,7 @@ def _concentrator(t: TableReader) -> ConcentratorSection:
         usb_device=t.string("usb_device", "/dev/ttyACM0"),
         poll_interval_s=t.number("poll_interval_s", 0.01, low=0.001, high=1.0),
         emulator=_emulator(t.table("emulator")),
-        firmware_dir=t.path("firmware_dir", None),
+        firmware_dir=t.path("firmware_dir", "/var/lib/lora-gateway/firmware"),
         sub_band=t.integer("sub_band", None, low=1, high=16),
         lbt=_lbt(t.table("lbt")),
     )
