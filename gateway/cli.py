@@ -1,13 +1,15 @@
 """The ``lora-gateway`` command: run, demo, inject, config check.
 
 Each subcommand is a small function; argparse does the parsing. Exit codes: 0 ok,
-1 runtime failure, 2 bad usage or bad configuration.
+1 runtime failure, 2 bad usage or bad configuration; ``run`` exits 78 on a fault at
+start (configuration, firmware, hardware) so the unit does not restart in a loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +19,11 @@ import structlog
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
 from gateway.firmware_cli import add_firmware_commands
+from gateway.journald import stderr_is_journal
 from gateway.keys_cli import add_keys_commands
 from gateway.log import configure_logging, secrets_from_config
 from gateway.ops_cli import add_ops_commands
+from gateway.start_faults import EXIT_START_FAULT, NEXT_STEP
 
 DEFAULT_CONFIG = Path("/etc/lora-gateway/gateway.toml")
 DEFAULT_KEY_STORE = Path("/var/lib/lora-gateway/keys.sqlite")
@@ -28,7 +32,13 @@ log = structlog.get_logger("gateway.cli")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        # Under systemd "<3>" gives the line error priority (SyslogLevelPrefix=).
+        prefix = "<3>" if stderr_is_journal(os.environ) else ""
+        print(f"{prefix}config error: {exc} — {NEXT_STEP}", file=sys.stderr)
+        return EXIT_START_FAULT
     limiter = configure_logging(config.log.level, config.log.format,
                                 secrets=secrets_from_config(config))
     from gateway.daemon import run_daemon  # after validation: a bad config starts nothing

@@ -33,7 +33,9 @@ from gateway.radio import radio_settings
 from gateway.radio_loop import RadioLoop, RadioSession, Submit
 from gateway.service_hooks import ServiceHooks
 from gateway.sim.site import SimSite
+from gateway.start_faults import EXIT_START_FAULT, describe_start_fault
 from gateway.stats_publisher import StatsPublisher
+from gateway.status_fields import duty_cycle_use
 from gateway.status_server import default_status_socket
 from gateway.uplink_sink import MqttUplinkSink
 from hal.backends import Radio, open_radio
@@ -126,13 +128,18 @@ class Daemon:
         except RegionError as exc:
             log.error("region_unusable", error=str(exc))
             raise DaemonStartError(str(exc)) from exc
-        radio = await loop.run_in_executor(self._radio_executor, open_radio,
-                                           radio_settings(self.config))
-        conc = radio.concentrator
-        self.radio = radio
+        try:
+            radio = await loop.run_in_executor(self._radio_executor, open_radio,
+                                               radio_settings(self.config))
+            conc = radio.concentrator
+            self.radio = radio
+            plan = await loop.run_in_executor(self._radio_executor, _start_concentrator, conc,
+                                              self.config, region)
+        except (HalError, ImportError, OSError, ValueError) as exc:
+            fault, fix = describe_start_fault(exc)
+            log.error("start_failed", fault=fault, fix=fix)
+            raise DaemonStartError(fault) from exc
         site = SimSite(self.config, radio.emulator) if radio.emulator is not None else None
-        plan = await loop.run_in_executor(self._radio_executor, _start_concentrator, conc,
-                                          self.config, region)
         eui = await loop.run_in_executor(self._radio_executor, conc.eui)
         gateway_id = self.config.gateway.id or eui.hex()
         session = RadioSession()
@@ -293,6 +300,10 @@ class Daemon:
                              "received": self.counters.rx_received},
             "backhaul": {**self._hooks.backhaul_state(), "server": self.config.mqtt.server},
             "last_uplink": self.counters.last_uplink,
+            "counts": {"received": self.counters.rx_received,
+                       "forwarded": self.counters.forwarded},
+            "duty_cycle": (duty_cycle_use(self.downlink.duty_cycle.usage())
+                           if self.downlink is not None else {}),
             "buffer": {"depth": buf.depth, "oldest_age_s": buf.oldest_age_s,
                        "storage_ok": buf.storage_ok, "persisted_rows": buf.persisted_rows},
             "drops": drops,
@@ -325,5 +336,5 @@ def run_daemon(config: Config, limiter: RateLimiter | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except DaemonStartError:
-        return 1
+        return EXIT_START_FAULT  # logged; the unit does not restart on this status
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,26 @@ def _age(seconds: Any) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
-def _frame(frame: Any) -> str:
+def _frame(frame: Any, now: float) -> str:
+    """A frame's age and details; the daemon sends ``at_unix``, older ones sent ``age_s``."""
     if not isinstance(frame, Mapping):
         return "none yet"
-    parts = [f"{_age(frame.get('age_s'))} ago"]
-    for key in ("dev_addr", "fcnt", "frequency", "status"):
+    age = frame.get("age_s")
+    at = frame.get("at_unix")
+    if age is None and isinstance(at, int | float):
+        age = max(0.0, now - at)
+    parts = [f"{_age(age)} ago"]
+    for key in ("device", "dev_addr", "fcnt", "frequency", "rssi", "status"):
         if frame.get(key) is not None:
             parts.append(f"{key}={frame[key]}")
     return " ".join(parts)
 
 
-def format_status(status: Mapping[str, Any]) -> str:
+def format_status(status: Mapping[str, Any], now: float | None = None) -> str:
     """Readable lines for a person; every field is optional (older daemons send fewer)."""
+    now = time.time() if now is None else now
     backhaul = status.get("backhaul") or {}
+    counts = status.get("counts") or {}
     buffer = status.get("buffer") or {}
     duty = status.get("duty_cycle") or {}
     drops = status.get("drops") or {}
@@ -60,8 +68,10 @@ def format_status(status: Mapping[str, Any]) -> str:
         f"backhaul     {state}" + (f" for {_age(backhaul['since_s'])}"
                                    if backhaul.get("since_s") is not None else "")
         + (f"  {backhaul['server']}" if backhaul.get("server") else ""),
-        f"last uplink  {_frame(status.get('last_uplink'))}",
-        f"last downlink {_frame(status.get('last_downlink'))}",
+        f"last uplink  {_frame(status.get('last_uplink'), now)}",
+        f"last downlink {_frame(status.get('last_downlink'), now)}",
+        f"counts       {counts.get('received', '?')} received, "
+        f"{counts.get('forwarded', '?')} forwarded",
         f"buffer       {buffer.get('depth', '?')} frames waiting, oldest "
         + (f"{_age(buffer['oldest_age_s'])} old" if buffer.get("oldest_age_s") is not None
            else "-")

@@ -74,12 +74,15 @@ def _bind_private(path: Path, gid: int | None) -> socket.socket:
     try:
         sock.bind(str(tmp))
         os.chmod(tmp, 0o660)
-        if gid is not None:
+        if gid is not None and os.stat(tmp).st_gid != gid:
+            # Under the unit the runtime folder is setgid to the admin group, so the
+            # socket is born in it and no chown (blocked by its system-call filter) runs.
             try:
                 os.chown(tmp, -1, gid)
-            except PermissionError:
-                log.warning("status_socket_group_not_set", gid=gid,
-                            reason="the service user is not a member of the admin group")
+            except PermissionError as exc:
+                log.warning("status_socket_group_not_set", gid=gid, error=str(exc),
+                            fix=f"make {path.parent} setgid group {ADMIN_GROUP} "
+                                "(the packaged unit does), or run status as root")
         os.replace(tmp, path)
     except OSError:
         sock.close()

@@ -32,8 +32,8 @@ them to the chip, ``sx1261_load_pram``), 1,544 bytes."""
 SX1261_PATCH_MAX = 4096
 AGC_VERSION_SX1250 = 10
 ARB_VERSION = 2
-INSTALL_HINT = ("install the lora-gateway firmware files (see hardware/README.md, "
-                "'Firmware'): Semtech sx1302_hal 2.1.0 AGC/ARB images")
+INSTALL_HINT = ("install the firmware with `sudo lora-gateway firmware install` "
+                "(Semtech sx1302_hal 2.1.0 AGC/ARB images)")
 
 KNOWN_SHA256: Mapping[str, frozenset[str]] = MappingProxyType({
     AGC_SX1250_FILE: frozenset({

@@ -85,12 +85,12 @@ def test_config_check_command_prints_one_line_and_exits_2(tmp_path: Path) -> Non
     assert lines == [f"config error: {path}: mqtt.marshaler = 'xml': one of 'protobuf', 'json'"]
 
 
-def test_run_with_bad_config_exits_2_without_starting(tmp_path: Path) -> None:
+def test_run_with_bad_config_exits_78_without_starting(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text("[buffer]\ndrain_rate_per_s = -1\n")
     result = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
+    assert result.returncode == 78  # RestartPreventExitStatus= in the unit: no restart loop
     assert "buffer.drain_rate_per_s = -1" in result.stderr
     assert not (tmp_path / "buffer.sqlite").exists()
 

@@ -193,3 +193,10 @@ def test_status_command_talks_to_the_running_gateway(
     assert status["last_uplink"]["frequency"] == packet["frequency"]
     assert status["buffer"]["depth"] == 0
     assert "event=concentrator_started" in gateway.log()  # the maintainer's start line
+    text = subprocess.run([sys.executable, "-m", "gateway", "status", "--socket",
+                           str(socket_path)], capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0, text.stderr
+    uplink = next(line for line in text.stdout.splitlines() if line.startswith("last uplink"))
+    assert "never" not in uplink and f"frequency={packet['frequency']}" in uplink
+    assert "1 received, 1 forwarded" in text.stdout
+    assert "duty cycle" in text.stdout  # EU868: the sub-band budget in use

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import grp
 import json
+import os
 import socket
 import stat
 from collections.abc import Callable, Mapping
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway import status_server
 from gateway.ops_cli import add_ops_commands, format_status
 from gateway.status_server import StatusError, StatusServer, query_status
 
@@ -143,3 +146,66 @@ def test_status_command_prints_json_or_text(tmp_path: Path,
     assert "backhaul     down" in out
     args = _parser().parse_args(["status", "--socket", str(tmp_path / "none.sock")])
     assert args.func(args) == 1
+
+
+def _other_group() -> grp.struct_group | None:
+    """A group that is not this process's own, to tell inheritance from the default."""
+    for group in grp.getgrall():
+        if group.gr_gid != os.getegid():
+            return group
+    return None
+
+
+def test_socket_takes_the_setgid_folders_group_without_any_chown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    group = _other_group()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    try:
+        assert group is not None
+        os.chown(run_dir, -1, group.gr_gid)
+    except (AssertionError, PermissionError):
+        pytest.skip("needs a second group this user may give a folder to")
+    run_dir.chmod(0o2750)  # what RuntimeDirectoryMode= and the unit's chgrp make
+
+    def forbidden(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # the unit's system-call filter
+
+    monkeypatch.setattr(status_server.os, "chown", forbidden)
+    path = run_dir / "status.sock"
+
+    async def scenario() -> int:
+        server = StatusServer(path, lambda: SNAPSHOT, group=group.gr_name)
+        await server.start()
+        try:
+            return path.stat().st_gid
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == group.gr_gid
+
+
+def test_text_output_reads_the_fields_the_daemon_sends() -> None:
+    from gateway.status_fields import duty_cycle_use
+    from packet_forwarder.downlink.duty_cycle import BandUsage
+
+    daemon_snapshot = {
+        "gateway_id": "0016c001ff10a235", "uptime_s": 12.0,
+        "backhaul": {"state": "up", "since_s": 10.0, "server": "mqtt://b:1883"},
+        "last_uplink": {"at_unix": 1_000_000, "device": "26011f2a", "frequency": 868300000,
+                        "rssi": -57},
+        "counts": {"received": 12, "forwarded": 11},
+        "buffer": {"depth": 3, "oldest_age_s": 4.0, "storage_ok": True},
+        "duty_cycle": duty_cycle_use([BandUsage("g1", 868_000_000, 868_600_000, 36_000_000,
+                                                360_000),
+                                      BandUsage("g3", 869_400_000, 869_650_000, 360_000_000,
+                                                0)]),
+    }
+    text = format_status(daemon_snapshot, now=1_000_042.0)
+    uplink = next(line for line in text.splitlines() if line.startswith("last uplink"))
+    assert "never" not in uplink
+    assert uplink == "last uplink  42 s ago device=26011f2a frequency=868300000 rssi=-57"
+    assert "12 received, 11 forwarded" in text
+    assert "3 frames waiting" in text
+    assert "1.00 % of the allowed airtime" in text
+    assert "backhaul     up for 10 s  mqtt://b:1883" in text

@@ -141,11 +141,25 @@ def test_unit_declares_notify_watchdog_restart_and_hardening() -> None:
     assert svc["StateDirectory"] == svc["RuntimeDirectory"] == "lora-gateway"
 
 
+def test_unit_lets_the_admin_group_reach_the_status_socket_without_chown() -> None:
+    svc = _unit(UNIT)["Service"]
+    assert svc["RuntimeDirectoryMode"] == "2750"  # setgid: the socket inherits the group
+    assert svc["ExecStartPre"] == "+/bin/chgrp lora-gateway-admin %t/lora-gateway"
+    assert "~@privileged" in svc["SystemCallFilter"]  # chown stays forbidden to the daemon
+
+
+def test_unit_allows_i2c_and_usb_concentrators_and_stops_on_start_faults() -> None:
+    svc = _unit(UNIT)["Service"]
+    for device in ("/dev/i2c-1 rw", "char-ttyACM rw", "char-ttyUSB rw"):
+        assert device in svc["DeviceAllow"], device
+    assert svc["RestartPreventExitStatus"].split() == ["78"]
+
+
 def test_sysusers_gives_only_the_device_groups_and_the_admin_group() -> None:
     lines = [line.split() for line in (REPO / "systemd" / "lora-gateway.sysusers").read_text()
              .splitlines() if line and not line.startswith("#")]
     groups = {fields[2] for fields in lines if fields[0] == "m"}
-    assert groups == {"spi", "gpio", "dialout", "lora-gateway-admin"}
+    assert groups == {"spi", "gpio", "i2c", "dialout", "lora-gateway-admin"}
     assert lines[0][:2] == ["u", "lora-gateway"]
 
 
@@ -159,7 +173,7 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
     shutil.copytree("/lib/systemd/system", units, symlinks=True)
     for name in ("lora-gateway.service", "lora-gateway-import.service"):
         shutil.copy(REPO / "systemd" / name, units / name)
-    for exe in ("usr/bin/lora-gateway", "usr/lib/lora-gateway/import-boot-config"):
+    for exe in ("usr/bin/lora-gateway", "usr/lib/lora-gateway/import-boot-config", "bin/chgrp"):
         (root / exe).parent.mkdir(parents=True, exist_ok=True)
         (root / exe).write_text("#!/bin/sh\n")
         (root / exe).chmod(0o755)
