@@ -23,6 +23,7 @@ from gateway.journald import stderr_is_journal
 from gateway.keys_cli import add_keys_commands
 from gateway.log import configure_logging, secrets_from_config
 from gateway.ops_cli import add_ops_commands
+from gateway.service_paths import is_service_config, read_only_paths
 from gateway.start_faults import EXIT_START_FAULT, NEXT_STEP
 
 DEFAULT_CONFIG = Path("/etc/lora-gateway/gateway.toml")
@@ -55,6 +56,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.file)
+    if args.service or is_service_config(args.file):
+        problems = read_only_paths({"buffer.path": config.buffer.path,
+                                    "keys.store": config.keys.store})
+        for problem in problems:
+            print(f"config error: {config.source}: {problem}", file=sys.stderr)
+        if problems:
+            return 2
     print(f"{config.source}: ok (backend={config.concentrator.backend}, "
           f"region={config.concentrator.region}, mqtt={config.mqtt.server})")
     return 0
@@ -142,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file", type=Path)
+    check.add_argument("--service", action="store_true",
+                       help="check as the systemd service's configuration (the default for "
+                            "files under /etc/lora-gateway): files it writes must be in its "
+                            "writable folders")
     check.set_defaults(func=_cmd_config_check)
 
     add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)

@@ -1,10 +1,11 @@
 """``lora-gateway doctor``: in under a minute, does this box work, and if not, what to do.
 
-Checks run in the order an installer would fix things: the config file, the
-concentrator, the clock, the backhaul (DNS → TCP → TLS → login → round trip),
-the disk and the buffer. Each prints one line (ok / warn / fail + what to do);
-the exit code is 1 when any check failed. Everything works on the emulator and a
-local broker, so each check is tested, failures included.
+Checks run in the order an installer would fix things: the boot-partition
+import, the config file, the firmware, the concentrator, the clock, the backhaul
+(DNS → TCP → TLS → login → round trip), the disk and the buffer. Each prints one
+line (ok / warn / fail + what to do); the exit code is 1 when any check failed.
+Everything works on the emulator and a local broker, so each check is tested,
+failures included.
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from pathlib import Path
 
 from gateway.clock import clock_synchronised
 from gateway.config import Config, ConfigError, load_config
+from gateway.doctor_install import (
+    check_boot_import,
+    check_buffer_writable,
+    check_config_unreadable,
+    check_firmware,
+)
 from gateway.doctor_net import check_backhaul
 from gateway.doctor_result import CheckResult, fail, ok, warn
 from gateway.provision import check_tls_files
+from gateway.service_paths import is_service_config
 
 DISK_WARN_BYTES = 200 * 1024 * 1024
 DISK_FAIL_BYTES = 20 * 1024 * 1024
@@ -42,9 +50,16 @@ def check_tls(config: Config) -> list[CheckResult]:
     if problems:
         return [fail("tls-files", p, "run `lora-gateway provision` or fix the path")
                 for p in problems]
-    if config.mqtt.server.startswith("mqtts://"):
-        return [ok("tls-files", "CA, certificate and key present and consistent")]
-    return []
+    m = config.mqtt
+    if not m.server.startswith("mqtts://"):
+        return []
+    if m.client_cert is not None and m.client_key is not None:
+        what = "CA, certificate and key present and consistent" if m.ca_cert else \
+            "certificate and key present and consistent (CA: the system's store)"
+    else:
+        what = f"CA {m.ca_cert} present (no client certificate: password login)" if m.ca_cert \
+            else "no TLS files set: the system's CA store, password login"
+    return [ok("tls-files", what)]
 
 
 def check_disk(path: Path) -> CheckResult:
@@ -88,18 +103,22 @@ def check_buffer(path: Path) -> CheckResult:
 
 
 def run_checks(config_path: Path, concentrator: ConcentratorChecks) -> list[CheckResult]:
+    boot = check_boot_import()
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return [fail("config", str(exc), "fix the value named above")]
-    results = [ok("config", f"{config_path} valid")]
+        return [*([boot] if boot else []), check_config_unreadable(config_path, exc)]
+    results = [*([boot] if boot else []), ok("config", f"{config_path} valid")]
+    firmware = check_firmware(config)
+    results += [firmware] if firmware else []
     hardware, eui = concentrator(config)
     results += hardware
     results.append(check_clock())
     results += check_tls(config)
-    gateway_id = config.gateway.id or eui or "0000000000000000"
-    results += check_backhaul(config.mqtt, gateway_id, config.mqtt.topic_prefix)
+    results += check_backhaul(config.mqtt, config.gateway.id or eui, config.mqtt.topic_prefix)
     results.append(check_disk(config.buffer.path))
+    if is_service_config(config_path):  # the unit's config: its sandbox applies
+        results.append(check_buffer_writable(config))
     results.append(check_buffer(config.buffer.path))
     return results
 

@@ -23,7 +23,10 @@ def concentrator_checks(config: Config) -> tuple[list[CheckResult], str | None]:
     """Run the HAL's checks in order; returns them and the EUI (hex) when it was read."""
     try:
         radio = open_radio(radio_settings(config), purpose="inspect")
-    except (HalError, BoardError, OSError, ImportError, ValueError) as exc:
+    except ImportError as exc:
+        return [fail("concentrator", f"Python module {exc.name or exc} is not installed",
+                     "sudo apt install python3-spidev python3-libgpiod")], None
+    except (HalError, BoardError, OSError, ValueError) as exc:
         return [fail("concentrator", f"cannot open the concentrator: {exc}",
                      "check concentrator.spi_device, concentrator.board and that SPI/GPIO "
                      "are enabled")], None

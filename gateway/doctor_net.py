@@ -38,8 +38,13 @@ def _tls_context(m: MqttSection) -> ssl.SSLContext:
     return context
 
 
-def check_backhaul(m: MqttSection, gateway_id: str, topic_prefix: str) -> list[CheckResult]:
-    """DNS → TCP → TLS → MQTT CONNACK → publish/receive round trip, stopping at a failure."""
+def check_backhaul(m: MqttSection, gateway_id: str | None,
+                   topic_prefix: str) -> list[CheckResult]:
+    """DNS → TCP → TLS → MQTT CONNACK → publish/receive round trip, stopping at a failure.
+
+    ``gateway_id`` None (chip unreadable, no ``gateway.id``): no round trip, since a
+    made-up id would publish under another gateway's topics.
+    """
     tls, host, port = _endpoint(m.server)
     results: list[CheckResult] = []
     try:
@@ -49,26 +54,36 @@ def check_backhaul(m: MqttSection, gateway_id: str, topic_prefix: str) -> list[C
         return [fail("dns", f"cannot resolve {host}: {exc}",
                      "check the broker name in mqtt.server and the building's DNS")]
     try:
-        with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
-            results.append(ok("tcp", f"{host}:{port} reachable"))
-            if tls:
-                with _tls_context(m).wrap_socket(sock, server_hostname=host) as tsock:
-                    results.append(ok("tls", f"{tsock.version()}, certificate verified"))
-    except ssl.SSLError as exc:
-        return [*results, fail("tls", f"TLS handshake failed: {exc.reason or exc}",
-                               "check mqtt.ca_cert (the broker's CA) and the client certificate")]
+        sock = socket.create_connection((host, port), timeout=TIMEOUT_S)
     except OSError as exc:
         return [*results, fail("tcp", f"cannot connect to {host}:{port}: {exc}",
                                "is the broker up? does the firewall allow outbound port "
                                f"{port}?")]
+    with sock:
+        results.append(ok("tcp", f"{host}:{port} reachable"))
+        if tls:
+            try:
+                with _tls_context(m).wrap_socket(sock, server_hostname=host) as tsock:
+                    results.append(ok("tls", f"{tsock.version()}, certificate verified"))
+            except ssl.SSLCertVerificationError as exc:
+                return [*results, fail("tls", f"certificate not accepted: {exc.reason or exc}",
+                                       "check mqtt.ca_cert (the broker's CA) and the broker "
+                                       "name in mqtt.server")]
+            except OSError as exc:  # SSLError, or the plain broker hanging up on the hello
+                return [*results, fail("tls", f"TLS handshake failed on {host}:{port}: "
+                                              f"{getattr(exc, 'reason', None) or exc}",
+                                       f"is {port} a plain MQTT port? mqtts:// needs the "
+                                       "broker's TLS port (usually 8883); else check the "
+                                       "client certificate")]
     results += _mqtt_round_trip(m, host, port, tls, gateway_id, topic_prefix)
     return results
 
 
-def _mqtt_round_trip(m: MqttSection, host: str, port: int, tls: bool, gateway_id: str,
+def _mqtt_round_trip(m: MqttSection, host: str, port: int, tls: bool, gateway_id: str | None,
                      topic_prefix: str) -> list[CheckResult]:
     nonce = secrets.token_hex(4)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{gateway_id}-doctor-{nonce}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                         client_id=f"{gateway_id or 'lora-gateway'}-doctor-{nonce}",
                          protocol=MQTTProtocolVersion.MQTTv5)
     if m.username:
         client.username_pw_set(m.username, m.password)
@@ -99,6 +114,11 @@ def _mqtt_round_trip(m: MqttSection, host: str, port: int, tls: bool, gateway_id
             return [fail("mqtt-login", f"broker refused the login: {connack[0]}",
                          "check mqtt.username / mqtt.password or the client certificate")]
         results = [ok("mqtt-login", "broker accepted the login")]
+        if gateway_id is None:
+            results.append(warn("mqtt-round-trip", "skipped: the gateway id is unknown (the "
+                                "chip's EUI could not be read and gateway.id is not set)",
+                                "fix the concentrator line above, or set gateway.id"))
+            return results
         client.subscribe(topic, qos=1)
         time.sleep(0.2)  # let the SUBACK land before publishing
         client.publish(topic, nonce.encode(), qos=1)
