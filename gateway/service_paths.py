@@ -1,7 +1,7 @@
 """The folders the packaged unit lets the service write, and whether a config is the unit's.
 
 Under ``ProtectSystem=strict`` everything outside ``StateDirectory=`` and
-``RuntimeDirectory=`` is read-only for the service, so a buffer or key store
+``ReadWritePaths=/run/lora-gateway`` is read-only for the service, so a buffer or key store
 placed elsewhere fails at run time (the buffer then runs from memory only).
 ``config check`` and ``doctor`` refuse such paths for the service's own
 configuration (a file under /etc/lora-gateway, or ``--service``); a config for
@@ -16,7 +16,7 @@ from pathlib import Path
 STATE_DIR = Path("/var/lib/lora-gateway")
 SERVICE_CONFIG_DIR = Path("/etc/lora-gateway")
 SERVICE_WRITABLE_DIRS: tuple[Path, ...] = (STATE_DIR, Path("/run/lora-gateway"))
-"""systemd/lora-gateway.service: StateDirectory=lora-gateway, RuntimeDirectory=lora-gateway."""
+"""systemd/lora-gateway.service: StateDirectory=lora-gateway, ReadWritePaths=/run/lora-gateway."""
 
 
 def is_service_config(path: Path) -> bool:

@@ -21,6 +21,7 @@ def describe_start_fault(exc: BaseException) -> tuple[str, str]:
     """(fault, fix) for an exception raised while the concentrator opened or started."""
     fault = str(exc) or type(exc).__name__
     if isinstance(exc, FirmwareError):
+        fault = fault.split(" — ")[0]  # the HAL's own hint repeats the fix below
         fix = "install the firmware with `sudo lora-gateway firmware install`"
     elif isinstance(exc, ChipNotAnsweringError | ChipVersionError):
         fix = ("check the concentrator is seated and powered, and concentrator.board / "

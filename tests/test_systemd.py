@@ -138,14 +138,19 @@ def test_unit_declares_notify_watchdog_restart_and_hardening() -> None:
     assert set(svc["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     assert svc["SystemCallFilter"].startswith("@system-service")
     assert "/dev/spidev0.0 rw" in svc["DeviceAllow"]
-    assert svc["StateDirectory"] == svc["RuntimeDirectory"] == "lora-gateway"
+    assert svc["StateDirectory"] == "lora-gateway"
 
 
 def test_unit_lets_the_admin_group_reach_the_status_socket_without_chown() -> None:
     svc = _unit(UNIT)["Service"]
-    assert svc["RuntimeDirectoryMode"] == "2750"  # setgid: the socket inherits the group
-    assert svc["ExecStartPre"] == "+/bin/chgrp lora-gateway-admin %t/lora-gateway"
+    # setgid folder of the admin group: the socket inherits the group, no chown needed
+    assert svc["ExecStartPre"] == ("+/usr/bin/install -d -m 2750 -o lora-gateway "
+                                   "-g lora-gateway-admin /run/lora-gateway")
+    assert "RuntimeDirectory" not in svc  # it would give the folder back to Group=
+    assert svc["ReadWritePaths"] == "/run/lora-gateway"
     assert "~@privileged" in svc["SystemCallFilter"]  # chown stays forbidden to the daemon
+    tmpfiles = (REPO / "systemd" / "lora-gateway.tmpfiles").read_text().splitlines()
+    assert "d /run/lora-gateway 2750 lora-gateway lora-gateway-admin -" in tmpfiles
 
 
 def test_unit_allows_i2c_and_usb_concentrators_and_stops_on_start_faults() -> None:
@@ -173,7 +178,8 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
     shutil.copytree("/lib/systemd/system", units, symlinks=True)
     for name in ("lora-gateway.service", "lora-gateway-import.service"):
         shutil.copy(REPO / "systemd" / name, units / name)
-    for exe in ("usr/bin/lora-gateway", "usr/lib/lora-gateway/import-boot-config", "bin/chgrp"):
+    for exe in ("usr/bin/lora-gateway", "usr/lib/lora-gateway/import-boot-config",
+                "usr/bin/install"):
         (root / exe).parent.mkdir(parents=True, exist_ok=True)
         (root / exe).write_text("#!/bin/sh\n")
         (root / exe).chmod(0o755)
