@@ -96,19 +96,29 @@ def parse_var_array(text: str, array: str, word_bytes: int) -> bytes:
     raise FirmwareInstallError(f"no array named {array} in the file")
 
 
+LICENSE_FILE = "LICENSE.sx1302_hal.txt"
+"""Semtech's Revised BSD licence text, kept beside the images it covers (redistribution
+in an SD image must carry it)."""
+
+
+def _wanted(name: str) -> bool:
+    """The ``.var`` sources and the release's top-level licence text."""
+    return name.endswith(".var") or (name.count("/") <= 1 and name.endswith("/LICENSE.TXT"))
+
+
 def _archive_members(data: bytes) -> dict[str, bytes]:
-    """Basename → content of every ``.var`` file in a .tar.gz/.tar/.zip archive."""
+    """Basename → content of every ``.var`` file (and the licence) in a .tar.gz/.zip."""
     found: dict[str, bytes] = {}
     if zipfile.is_zipfile(io.BytesIO(data)):
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             for name in archive.namelist():
-                if name.endswith(".var"):
+                if _wanted(name):
                     found.setdefault(name.rsplit("/", 1)[-1], archive.read(name))
         return found
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
             for member in archive:
-                if member.isfile() and member.name.endswith(".var"):
+                if member.isfile() and _wanted(member.name):
                     handle = archive.extractfile(member)
                     if handle is not None:
                         found.setdefault(member.name.rsplit("/", 1)[-1], handle.read())
@@ -138,7 +148,10 @@ def read_archive(source: Path | None, url: str = RELEASE_URL) -> tuple[bytes, st
 
 def extract_images(data: bytes, label: str,
                    allowed: Mapping[str, frozenset[str]]) -> tuple[dict[str, bytes], list[str]]:
-    """Every image checked against ``allowed``; optional ones without an entry are skipped."""
+    """Every image checked against ``allowed``; optional ones without an entry are skipped.
+
+    The release's licence text comes along (not hash-checked: it is not loaded anywhere).
+    """
     members = _archive_members(data)
     images: dict[str, bytes] = {}
     skipped: list[str] = []
@@ -164,6 +177,8 @@ def extract_images(data: bytes, label: str,
                 f"{src.var_file} in {label} gives an image with SHA-256 {digest}, which is not "
                 f"on the allow-list for {src.target} — refused, nothing written")
         images[src.target] = image
+    if "LICENSE.TXT" in members:
+        images[LICENSE_FILE] = members["LICENSE.TXT"]
     return images, skipped
 
 

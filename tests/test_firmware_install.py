@@ -18,6 +18,7 @@ import pytest
 
 from gateway import firmware_install
 from gateway.firmware_install import (
+    LICENSE_FILE,
     SX1261_PRAM_FILE,
     FirmwareInstallError,
     install_firmware,
@@ -61,6 +62,7 @@ def _release(agc: bytes = AGC, arb: bytes = ARB, *, fmt: str = "tar") -> bytes:
         "sx1302_hal-2.1.0/libloragw/src/arb_fw.var": _var_u8("arb_firmware", arb),
         "sx1302_hal-2.1.0/libloragw/src/sx1261_pram.var": _var_u32("pram", PRAM_WORDS),
         "sx1302_hal-2.1.0/README.md": "not firmware\n",
+        "sx1302_hal-2.1.0/LICENSE.TXT": "Revised BSD License (synthetic)\n",
     }
     buf = io.BytesIO()
     if fmt == "zip":
@@ -88,7 +90,9 @@ def test_allow_listed_images_are_written_and_the_driver_loads_them(
         archive: Path, tmp_path: Path) -> None:
     target = tmp_path / "state" / "firmware"
     result = install_firmware(target, archive=archive, allowed=ALLOWED)
-    assert sorted(p.name for p in result.written) == sorted([AGC_SX1250_FILE, ARB_FILE])
+    assert sorted(p.name for p in result.written) == sorted([AGC_SX1250_FILE, ARB_FILE,
+                                                             LICENSE_FILE])
+    assert "Revised BSD" in (target / LICENSE_FILE).read_text()
     images = load_firmware(target, ALLOWED)
     assert (images.agc, images.arb) == (AGC, ARB)
     assert (target / AGC_SX1250_FILE).stat().st_mode & 0o777 == 0o644
