@@ -60,6 +60,7 @@ def format_status(status: Mapping[str, Any], now: float | None = None) -> str:
     buffer = status.get("buffer") or {}
     duty = status.get("duty_cycle") or {}
     drops = status.get("drops") or {}
+    downlink = status.get("downlink") or {}
     state = str(backhaul.get("state", "unknown"))
     lines = [
         f"gateway      {status.get('gateway_id', '?')}  (lora-gateway "
@@ -69,9 +70,13 @@ def format_status(status: Mapping[str, Any], now: float | None = None) -> str:
                                    if backhaul.get("since_s") is not None else "")
         + (f"  {backhaul['server']}" if backhaul.get("server") else ""),
         f"last uplink  {_frame(status.get('last_uplink'), now)}",
-        f"last downlink {_frame(status.get('last_downlink'), now)}",
+        *([f"last downlink {_frame(status['last_downlink'], now)}"]
+          if "last_downlink" in status else []),
         f"counts       {counts.get('received', '?')} received, "
         f"{counts.get('forwarded', '?')} forwarded",
+        *([f"downlinks    {downlink.get('received', 0)} received, "
+           f"{downlink.get('emitted', 0)} emitted, {downlink.get('queued', 0)} queued"]
+          if downlink else []),
         f"buffer       {buffer.get('depth', '?')} frames waiting, oldest "
         + (f"{_age(buffer['oldest_age_s'])} old" if buffer.get("oldest_age_s") is not None
            else "-")

@@ -195,6 +195,7 @@ def test_text_output_reads_the_fields_the_daemon_sends() -> None:
         "last_uplink": {"at_unix": 1_000_000, "device": "26011f2a", "frequency": 868300000,
                         "rssi": -57},
         "counts": {"received": 12, "forwarded": 11},
+        "downlink": {"received": 2, "emitted": 1, "queued": 1, "statuses": {}},
         "buffer": {"depth": 3, "oldest_age_s": 4.0, "storage_ok": True},
         "duty_cycle": duty_cycle_use([BandUsage("g1", 868_000_000, 868_600_000, 36_000_000,
                                                 360_000),
@@ -206,6 +207,8 @@ def test_text_output_reads_the_fields_the_daemon_sends() -> None:
     assert "never" not in uplink
     assert uplink == "last uplink  42 s ago device=26011f2a frequency=868300000 rssi=-57"
     assert "12 received, 11 forwarded" in text
+    assert "downlinks    2 received, 1 emitted, 1 queued" in text
+    assert "last downlink" not in text  # the daemon sends no such field: no "none yet" line
     assert "3 frames waiting" in text
     assert "1.00 % of the allowed airtime" in text
     assert "backhaul     up for 10 s  mqtt://b:1883" in text
