@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hal import firmware as hal_firmware
+from hal.firmware import DEFAULT_FIRMWARE_DIR
 
 RELEASE_URL = "https://github.com/Lora-net/sx1302_hal/archive/refs/tags/V2.1.0.tar.gz"
-DEFAULT_FIRMWARE_DIR = Path("/var/lib/lora-gateway/firmware")
-"""Where the images go when the configuration names no ``firmware_dir`` (the state folder)."""
+__all__ = ["DEFAULT_FIRMWARE_DIR", "RELEASE_URL", "FirmwareInstallError", "install_firmware"]
 MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
 """The 2.1.0 archive is ~2 MB; anything far larger is not the release."""
 DOWNLOAD_TIMEOUT_S = 60.0

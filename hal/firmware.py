@@ -22,7 +22,8 @@ from types import MappingProxyType
 from hal.errors import FirmwareError
 from hal.registers import MCU_FW_SIZE
 
-DEFAULT_FIRMWARE_DIR = Path("/usr/lib/lora-gateway/firmware")
+DEFAULT_FIRMWARE_DIR = Path("/var/lib/lora-gateway/firmware")
+"""Where ``lora-gateway firmware install`` writes them when the configuration names no folder."""
 AGC_SX1250_FILE = "sx1302_agc_sx1250.bin"
 ARB_FILE = "sx1302_arb.bin"
 SX1261_PATCH_FILE = "sx1261_pram.bin"
