@@ -20,7 +20,8 @@ from gateway.config import Config, ConfigError
 from gateway.doctor_result import CheckResult, fail, ok, warn
 from gateway.service_paths import SERVICE_WRITABLE_DIRS, STATE_DIR, service_writable
 from hal.errors import FirmwareError
-from hal.firmware import load_firmware
+from hal.firmware import load_firmware, load_sx1261_patch
+from hardware.board import BoardError, get_board
 
 SERVICE_USER = "lora-gateway"
 BOOT_CONFIG_ERROR = STATE_DIR / "boot-config-error.txt"
@@ -72,7 +73,26 @@ def check_firmware(config: Config, allowed: Mapping[str, frozenset[str]] | None 
     except FirmwareError as exc:
         return fail("firmware", str(exc).split(" — ")[0],
                     "run `sudo lora-gateway firmware install`")
+    if _has_sx1261(c.board):
+        try:
+            if allowed is None:
+                load_sx1261_patch(c.firmware_dir)
+            else:
+                load_sx1261_patch(c.firmware_dir, allowed)
+        except FirmwareError as exc:
+            return fail("firmware", f"AGC/ARB ok; SX1261 patch: {str(exc).split(' — ')[0]}",
+                        "run `sudo lora-gateway firmware install` (listen-before-talk and "
+                        "survey need it)")
+        return ok("firmware", f"AGC/ARB images and the SX1261 patch in {c.firmware_dir} "
+                              "match the allow-list")
     return ok("firmware", f"AGC/ARB images in {c.firmware_dir} match the allow-list")
+
+
+def _has_sx1261(board: str) -> bool:
+    try:
+        return get_board(board).lbt_radio is not None
+    except BoardError:
+        return False  # the concentrator line reports a bad board
 
 
 def check_buffer_writable(config: Config, user: str = SERVICE_USER,

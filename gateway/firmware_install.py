@@ -36,8 +36,8 @@ MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
 """The 2.1.0 archive is ~2 MB; anything far larger is not the release."""
 DOWNLOAD_TIMEOUT_S = 60.0
 
-SX1261_PRAM_FILE: str = getattr(hal_firmware, "SX1261_PRAM_FILE", "sx1261_pram.bin")
-"""The SX1261 patch's file name: hal.firmware's when it defines one (issue 15)."""
+SX1261_PRAM_FILE = hal_firmware.SX1261_PATCH_FILE
+"""The SX1261 patch (listen-before-talk, spectral scan): 386 big-endian 32-bit words."""
 
 
 class FirmwareInstallError(Exception):

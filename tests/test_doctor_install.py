@@ -26,9 +26,9 @@ from gateway.doctor_install import (
 )
 from gateway.doctor_result import CheckResult, ok
 from gateway.service_paths import is_service_config, read_only_paths, service_writable
-from hal.firmware import AGC_SX1250_FILE, ARB_FILE, sha256_hex
+from hal.firmware import AGC_SX1250_FILE, ARB_FILE, SX1261_PATCH_FILE, sha256_hex
 from hal.registers import MCU_FW_SIZE
-from tests.broker import MosquittoBroker
+from tests.support.broker import MosquittoBroker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,8 @@ def test_sx1302_without_firmware_fails_on_the_firmware_line(
 
 
 def test_installed_firmware_passes(tmp_path: Path) -> None:
-    images = {AGC_SX1250_FILE: b"\x01" * MCU_FW_SIZE, ARB_FILE: b"\x02" * MCU_FW_SIZE}
+    images = {AGC_SX1250_FILE: b"\x01" * MCU_FW_SIZE, ARB_FILE: b"\x02" * MCU_FW_SIZE,
+              SX1261_PATCH_FILE: b"\x00\x33\x7f\xe1" * 386}  # the CoreCell has an SX1261
     (tmp_path / "fw").mkdir()
     for name, data in images.items():
         (tmp_path / "fw" / name).write_bytes(data)
@@ -73,9 +74,14 @@ def test_installed_firmware_passes(tmp_path: Path) -> None:
     allowed = {name: frozenset({sha256_hex(data)}) for name, data in images.items()}
     result = check_firmware(config, allowed)
     assert result is not None and result.status == "ok"
+    assert "SX1261 patch" in result.detail
     tampered = check_firmware(config, {**allowed, ARB_FILE: frozenset({"0" * 64})})
     assert tampered is not None and tampered.status == "fail"
     assert "not on the allow-list" in tampered.detail
+    (tmp_path / "fw" / SX1261_PATCH_FILE).unlink()
+    no_patch = check_firmware(config, allowed)
+    assert no_patch is not None and no_patch.status == "fail"
+    assert "SX1261 patch" in no_patch.detail and "firmware install" in no_patch.hint
 
 
 def test_the_emulator_backend_has_no_firmware_line(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_unit_lets_the_admin_group_reach_the_status_socket_without_chown() -> No
 
 def test_unit_allows_i2c_and_usb_concentrators_and_stops_on_start_faults() -> None:
     svc = _unit(UNIT)["Service"]
-    for device in ("/dev/i2c-1 rw", "char-ttyACM rw", "char-ttyUSB rw"):
+    for device in ("/dev/spidev0.1 rw", "/dev/i2c-1 rw", "char-ttyACM rw", "char-ttyUSB rw"):
         assert device in svc["DeviceAllow"], device
     assert svc["RestartPreventExitStatus"].split() == ["78"]
 
