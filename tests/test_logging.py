@@ -153,6 +153,9 @@ username = "gw"
 password = "{password}"
 [buffer]
 path = "buffer.sqlite"
+[keys]
+store = "keys.sqlite"
+key_file = "master.key"
 [log]
 level = "debug"
 format = "keyvalue"
