@@ -334,13 +334,13 @@ class SemtechUdpLink:
         try:
             dgram = decode(data)
         except DatagramError as exc:
-            self._bad("malformed", str(exc), data)
+            self.report_bad("malformed", str(exc), data)
             return
         if dgram.kind is Kind.PUSH_ACK:
             self._push_acked(dgram.token, data)
         elif dgram.kind is Kind.PULL_ACK:
             if dgram.token != self._pull_token:
-                self._bad("unexpected_token", f"PULL_ACK token {dgram.token}", data)
+                self.report_bad("unexpected_token", f"PULL_ACK token {dgram.token}", data)
                 return
             self._pull_answered = True
             self.counters.pull_acked += 1
@@ -348,18 +348,17 @@ class SemtechUdpLink:
         elif dgram.kind is Kind.PULL_RESP:
             self.counters.pull_resp += 1
             if self.on_pull_resp is None:
-                self._bad("downlinks_disabled", "PULL_RESP from a server not allowed downlinks",
-                          data)
+                self.report_bad("downlinks_disabled", "downlinks = false for this server", data)
                 return
             self.on_pull_resp(dgram.token, dgram.body)
         else:
-            self._bad("wrong_direction", f"{dgram.kind.name} is sent by gateways", data)
+            self.report_bad("wrong_direction", f"{dgram.kind.name} is sent by gateways", data)
 
     def _push_acked(self, token: int, data: bytes) -> None:
         entry = self._pending.pop(token, None)
         if entry is None:
             # late ack of a datagram already acked or given up: harmless, but say so once
-            self._bad("unexpected_token", f"PUSH_ACK token {token} not in flight", data)
+            self.report_bad("unexpected_token", f"PUSH_ACK token {token} not in flight", data)
             return
         if entry.timer is not None:
             entry.timer.cancel()
@@ -368,7 +367,8 @@ class SemtechUdpLink:
         entry.on_result(True)
         self._notify_ready()
 
-    def _bad(self, reason: str, detail: str, data: bytes) -> None:
+    def report_bad(self, reason: str, detail: str, data: bytes) -> None:
+        """Count a bad datagram and log it, one line per reason per interval."""
         self.counters.bad[reason] = self.counters.bad.get(reason, 0) + 1
         held = self._limiter.allow(reason)
         if held is not None:
