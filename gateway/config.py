@@ -8,12 +8,14 @@ checked values and never looks at raw TOML. ``load_config`` raises
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from common.toml_reader import ConfigError, TableReader
+from gateway.config_servers import ServerSection, read_servers, route_filter
 from packet_forwarder.regions import RegionError, RegionPlanError, available_regions, load_region
+from packet_forwarder.routing import RouteFilter
 
 __all__ = ["Config", "ConfigError", "load_config", "load_config_text"]
 
@@ -105,6 +107,8 @@ class MqttSection:
     keepalive_s: int
     stats_interval_s: float
     max_inflight: int
+    route: RouteFilter = field(default_factory=RouteFilter)
+    """Which uplinks this server gets (``dev_addr_prefixes``/``join_eui_prefixes``; all)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,8 @@ class Config:
     log: LogSection
     downlink: DownlinkSection
     class_b: ClassBSection
+    servers: tuple[ServerSection, ...] = ()
+    """``[[server]]``: network servers beyond ``[mqtt]`` (server ``default``)."""
 
 
 def load_config(path: Path) -> Config:
@@ -219,6 +225,7 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
         log=_log(root.table("log")),
         downlink=_downlink(root.table("downlink"), concentrator.poll_interval_s),
         class_b=_class_b(root.table("class_b")),
+        servers=read_servers(root.tables("server"), _mqtt),
     )
     root.finish()
     return config
@@ -319,9 +326,9 @@ def _sensor(t: TableReader) -> SensorConfig:
     return sensor
 
 
-def _mqtt(t: TableReader) -> MqttSection:
+def _mqtt(t: TableReader, url_key: str = "server") -> MqttSection:
     section = MqttSection(
-        server=t.string("server", "mqtt://127.0.0.1:1883",
+        server=t.string(url_key, "mqtt://127.0.0.1:1883",
                         pattern=r"mqtts?://[^\s/:]+(:\d{1,5})?/?",
                         pattern_text="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
         topic_prefix=t.string("topic_prefix", "eu868", pattern=r"[^#+\s]*",
@@ -335,6 +342,7 @@ def _mqtt(t: TableReader) -> MqttSection:
         keepalive_s=t.integer("keepalive_s", 30, low=5, high=3600),
         stats_interval_s=t.number("stats_interval_s", 30.0, low=1.0, high=3600.0),
         max_inflight=t.integer("max_inflight", 100, low=1, high=10_000),
+        route=route_filter(t),
     )
     if (section.client_cert is None) != (section.client_key is None):
         raise t.error("client_key", str(section.client_key),
