@@ -31,6 +31,7 @@ from gateway.edge_stage import EdgeStage
 from gateway.log import RateLimiter
 from gateway.radio import radio_settings
 from gateway.radio_loop import RadioLoop, RadioSession, Submit
+from gateway.servers import DEFAULT_NAME, ExtraServers, Router, serving
 from gateway.service_hooks import ServiceHooks
 from gateway.sim.site import SimSite
 from gateway.start_faults import EXIT_START_FAULT, describe_start_fault
@@ -181,13 +182,22 @@ class Daemon:
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id(),
                               clock_synced=clock_synchronised)
         sink.ready_callback = buffer.sink_ready
+        servers = ExtraServers(
+            sections=self.config.servers, gateway_id=gateway_id,
+            buffer_config=_buffer_config(self.config), downlink=downlink, boot_id=boot_id(),
+            clock_synced=clock_synchronised, max_eirp_dbm=min(14, int(region.max_eirp_dbm)))
+        router = Router()
+        router.add(DEFAULT_NAME, self.config.mqtt.route, buffer)
+        servers.add_routes(router)
+        self._servers = servers
         await buffer.open()
+        await servers.open()
         self._buffer = buffer
 
         if site is not None:
             await site.start()
         radio_loop = RadioLoop(
-            conc, self._radio_executor, self._observed(buffer.submit),
+            conc, self._radio_executor, self._observed(router.submit),
             gateway_id=gateway_id, session=session,
             poll_interval_s=self.config.concentrator.poll_interval_s,
             forward_crc_error=self.config.forwarder.forward_crc_error,
@@ -205,7 +215,8 @@ class Daemon:
         radio_task = asyncio.create_task(radio_loop.run(), name="radio")
         await hooks.start(is_healthy=lambda: not radio_task.done())
         hooks.ready("receiving; buffer open")
-        link_task = asyncio.create_task(link.run(), name="mqtt")
+        link_task = asyncio.create_task(serving(DEFAULT_NAME, link.run()), name="mqtt")
+        servers.start()
         side_tasks = [asyncio.create_task(stats.run(), name="stats"),
                       *(site.tasks if site is not None else ())]
         log.info("gateway_running", gateway_id=gateway_id, mqtt=self.config.mqtt.server,
@@ -226,6 +237,7 @@ class Daemon:
             kept = buffer.stats()
             self.summary = {"received": self.counters.rx_received, "delivered": kept.acked,
                             "kept": kept.depth, "dropped": kept.dropped_total}
+            await servers.close()
             await edge.close()
             await link.stop()
             link_task.cancel()
@@ -309,6 +321,11 @@ class Daemon:
             "drops": drops,
             "edge": self._edge.filter.stats() if self._edge.filter else {},
             "downlink": self.downlink.snapshot() if self.downlink is not None else {},
+            "servers": {DEFAULT_NAME: {
+                "protocol": "chirpstack_mqtt", "server": self.config.mqtt.server,
+                **self._hooks.backhaul_state(), "backlog": buf.depth,
+                "oldest_age_s": buf.oldest_age_s, "delivered": buf.acked,
+                "dropped": dict(buf.dropped)}, **self._servers.snapshot()},
         }
 
     async def _key_sync(self, payload: bytes) -> None:

@@ -276,15 +276,22 @@ class DownlinkPath:
 
     # -- loop thread ----------------------------------------------------------------------
 
-    def handle_down(self, payload: bytes) -> DownlinkResult:
-        """Loop thread: decide one ``command/down``, publish its ack, arm the load timer."""
+    def handle_down(self, payload: bytes,
+                    reply: Callable[[DownlinkResult], None] | None = None) -> DownlinkResult:
+        """Loop thread: decide one ``command/down``, answer it, arm the load timer.
+
+        ``reply`` answers the server that asked when it is not server ``default``
+        (another broker, or a Semtech UDP server's TX_ACK); the queue is the same.
+        """
         now = self.clock.now()
         self._loop = asyncio.get_running_loop()
         result = self.handler.handle(payload, now)
         if result.scheduled is not None and result.downlink_id is not None:
             self._ack_encoding[result.downlink_id] = result.encoding
         ack = result.ack_payload()
-        if ack is not None and not self._publish_ack(self._ack_topic, ack):
+        if reply is not None:
+            reply(result)
+        elif ack is not None and not self._publish_ack(self._ack_topic, ack):
             log.warning("downlink_ack_not_sent", downlink_id=result.downlink_id,
                         reason="backhaul down")
         if result.scheduled is not None and now is not None:

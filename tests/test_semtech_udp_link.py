@@ -123,7 +123,7 @@ def test_server_down_fills_the_buffer_and_drains_in_order_when_back(tmp_path: Pa
         back.close()
         got = arrivals(back)
         assert {d: got[d] for d in range(4)} == {d: list(range(d, 40, 4)) for d in range(4)}
-        events = [e for e in logs if e.get("SERVER") == "udp1"]
+        events = [e for e in logs if e.get("server") == "udp1"]
         assert [e["event"] for e in events if e["event"].startswith("udp_server_")][:1] == [
             "udp_server_down"]
         # the host name was resolved again before the server was found again

@@ -280,7 +280,7 @@ class SemtechUdpLink:
         self.state = "connecting" if self.state != "down" else "down"
         self._missed = 0
         self._pull_answered = True
-        log.info("udp_server_open", SERVER=self.name, host=s.host, address=address[0],
+        log.info("udp_server_open", server=self.name, host=s.host, address=address[0],
                  port=s.port)
         return True
 
@@ -309,7 +309,7 @@ class SemtechUdpLink:
 
     def _go_down(self, reason: str) -> None:
         if self.state != "down":
-            log.warning("udp_server_down", SERVER=self.name, reason=reason,
+            log.warning("udp_server_down", server=self.name, reason=reason,
                         inflight=len(self._pending))
             self.down_since = time.monotonic()
         self.state = "down"
@@ -325,7 +325,7 @@ class SemtechUdpLink:
             was = self.state
             self.state = "up"
             self.down_since = None
-            log.info("udp_server_up", SERVER=self.name, was=was)
+            log.info("udp_server_up", server=self.name, was=was)
             self._notify_ready()
 
     # -- datagrams ------------------------------------------------------------------------
@@ -372,7 +372,7 @@ class SemtechUdpLink:
         self.counters.bad[reason] = self.counters.bad.get(reason, 0) + 1
         held = self._limiter.allow(reason)
         if held is not None:
-            log.warning("udp_bad_datagram", SERVER=self.name, reason=reason, detail=detail,
+            log.warning("udp_bad_datagram", server=self.name, reason=reason, detail=detail,
                         size=len(data), head=data[:16].hex(), suppressed=held)
 
     def _socket_error(self, exc: Exception) -> None:

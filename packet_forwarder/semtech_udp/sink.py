@@ -41,7 +41,7 @@ class UdpUplinkSink:
             rxpk = rxpk_from_uplink(_frame(delivery.record.body), _gw_time_ns(delivery))
         except (DecodeError, RxpkError) as exc:
             self.undecodable += 1
-            log.error("uplink_undecodable", SERVER=self._link.name, seq=delivery.record.seq,
+            log.error("uplink_undecodable", server=self._link.name, seq=delivery.record.seq,
                       error=str(exc))
             loop.call_soon(on_result, False)
             return

@@ -1,0 +1,263 @@
+"""Several network servers: routing each uplink, and the servers beyond ``[mqtt]``.
+
+Isolation is structural: every server has its own link and its own buffer (its
+own SQLite file beside the default one, ``<stem>.<name><suffix>``), so one
+server's outage or backlog never holds another's live frames, per-device order
+and size/age bounds hold per server, and a frame delivered to one server is never
+sent to it again because another server is draining. The cost: a frame routed to
+two servers is written twice; the routing filters usually make that rare.
+
+Downlinks from every server that allows them go through the one
+:class:`~gateway.downlink_path.DownlinkPath` (one JIT queue, one duty-cycle
+account), and each answer goes back on the link the request came in on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from chirpstack_api.gw import gw_pb2
+from google.protobuf.message import DecodeError
+from structlog.contextvars import bind_contextvars
+
+from buffer.uplink_buffer import BufferConfig, UplinkBuffer
+from gateway.config_servers import DEFAULT_NAME, ServerSection
+from gateway.downlink_path import DownlinkPath
+from packet_forwarder.downlink.handler import DownlinkResult
+from packet_forwarder.downlink.status import TxStatus
+from packet_forwarder.mqtt_link import MqttLink, MqttSettings
+from packet_forwarder.routing import RouteFilter
+from packet_forwarder.semtech_udp.downlink import UdpDownlinks
+from packet_forwarder.semtech_udp.link import SemtechUdpLink, UdpSettings
+from packet_forwarder.semtech_udp.sink import UdpUplinkSink
+from packet_forwarder.topics import Topics
+from packet_forwarder.uplink_sink import MqttUplinkSink
+
+log = structlog.get_logger(__name__)
+
+STAT_INTERVAL_S = 30.0
+
+
+def server_buffer_path(default: Path, name: str) -> Path:
+    """The buffer file of server ``name``, beside the default server's."""
+    return default.with_name(f"{default.stem}.{name}{default.suffix}")
+
+
+async def serving(name: str, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` with ``server=name`` on every line it logs (journal field ``SERVER``).
+
+    A task runs in a copy of its creator's context, and socket callbacks registered
+    from it keep that copy, so the binding reaches the link's whole life.
+    """
+    bind_contextvars(server=name)
+    await work
+
+
+@dataclass
+class _Target:
+    name: str
+    route: RouteFilter
+    buffer: UplinkBuffer
+    routed: int = 0
+
+
+class Router:
+    """The radio loop's ``submit``: each uplink to every server whose filters match it.
+
+    The edge checks already ran (once) before this point. Without any filter the
+    stored frame is not even parsed.
+    """
+
+    def __init__(self) -> None:
+        self._targets: list[_Target] = []
+        self._filtering = False
+        self.unparsable = 0
+
+    def add(self, name: str, route: RouteFilter, buffer: UplinkBuffer) -> None:
+        self._targets.append(_Target(name, route, buffer))
+        self._filtering = self._filtering or bool(route.dev_addr_prefixes
+                                                  or route.join_eui_prefixes)
+
+    def routed(self) -> dict[str, int]:
+        return {t.name: t.routed for t in self._targets}
+
+    def submit(self, device: str, body: bytes, *, received_ns: int, monotonic_ns: int,
+               clock_synced: bool) -> int:
+        phy = self._phy(body) if self._filtering else b""
+        seq = -1
+        for target in self._targets:
+            if phy and not target.route.accepts(phy):
+                continue
+            target.routed += 1
+            s = target.buffer.submit(device, body, received_ns=received_ns,
+                                     monotonic_ns=monotonic_ns, clock_synced=clock_synced)
+            seq = s if seq < 0 else seq
+        return seq
+
+    def _phy(self, body: bytes) -> bytes:
+        frame = gw_pb2.UplinkFrame()
+        try:
+            frame.ParseFromString(body)
+        except DecodeError:
+            self.unparsable += 1  # reaches every server, as an unfilterable frame would
+            return b""
+        return bytes(frame.phy_payload)
+
+
+@dataclass
+class ExtraServer:
+    """One ``[[server]]`` at run time."""
+
+    section: ServerSection
+    buffer: UplinkBuffer
+    link: MqttLink | SemtechUdpLink
+    udp_downlinks: UdpDownlinks | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    downlink_statuses: Counter[str] = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        buf = self.buffer.stats()
+        if isinstance(self.link, SemtechUdpLink):
+            link = self.link.snapshot()
+            statuses = dict(self.udp_downlinks.statuses) if self.udp_downlinks else {}
+        else:
+            link = {"protocol": "chirpstack_mqtt", "server": self.section.url,
+                    "state": "up" if self.link.connected else "down"}
+            statuses = dict(self.downlink_statuses)
+        return {**link, "downlinks_allowed": self.section.downlinks,
+                "downlink_statuses": statuses,
+                "backlog": buf.depth, "oldest_age_s": buf.oldest_age_s,
+                "delivered": buf.acked, "dropped": dict(buf.dropped),
+                "storage_ok": buf.storage_ok}
+
+
+class ExtraServers:
+    """Builds, runs and stops every ``[[server]]`` (server ``default`` stays in the daemon)."""
+
+    def __init__(self, *, sections: tuple[ServerSection, ...], gateway_id: str,
+                 buffer_config: BufferConfig, downlink: DownlinkPath, boot_id: str,
+                 clock_synced: Callable[[], bool], max_eirp_dbm: int) -> None:
+        self.servers: list[ExtraServer] = []
+        for s in sections:
+            cfg = dataclasses.replace(buffer_config,
+                                      path=server_buffer_path(buffer_config.path, s.name))
+            if s.protocol == "semtech_udp":
+                self.servers.append(self._udp(s, cfg, gateway_id, downlink, boot_id,
+                                              clock_synced, max_eirp_dbm))
+            else:
+                self.servers.append(self._mqtt(s, cfg, gateway_id, downlink, boot_id,
+                                               clock_synced))
+
+    @staticmethod
+    def _udp(s: ServerSection, cfg: BufferConfig, gateway_id: str, downlink: DownlinkPath,
+             boot_id: str, clock_synced: Callable[[], bool], power: int) -> ExtraServer:
+        link = SemtechUdpLink(UdpSettings.from_url(s.url, keepalive_s=s.keepalive_s),
+                              bytes.fromhex(gateway_id), name=s.name)
+        sink = UdpUplinkSink(link)
+        buffer = UplinkBuffer(cfg, sink, boot_id=boot_id, clock_synced=clock_synced)
+        sink.ready_callback = buffer.sink_ready
+        server = ExtraServer(s, buffer, link)
+        if s.downlinks:
+            def decide(payload: bytes) -> TxStatus | None:
+                result = downlink.handle_down(payload, reply=lambda _r: None)
+                return result.outcomes[0].status if result.outcomes else None
+
+            server.udp_downlinks = UdpDownlinks(link, gateway_id=gateway_id,
+                                                now=downlink.clock.now, decide=decide,
+                                                default_power_dbm=power)
+        return server
+
+    @staticmethod
+    def _mqtt(s: ServerSection, cfg: BufferConfig, gateway_id: str, downlink: DownlinkPath,
+              boot_id: str, clock_synced: Callable[[], bool]) -> ExtraServer:
+        m = s.mqtt
+        assert m is not None  # read_servers sets it for chirpstack_mqtt
+        topics = Topics(m.topic_prefix, gateway_id)
+        holder: list[ExtraServer] = []
+
+        def on_command(name: str, payload: bytes) -> None:
+            if name != "down" or not s.downlinks:
+                log.info("command_ignored", server=s.name, command=name, size=len(payload),
+                         reason="downlinks = false" if name == "down" else "not supported")
+                return
+            downlink.handle_down(payload, reply=lambda r: reply(r))
+
+        def reply(result: DownlinkResult) -> None:
+            for o in result.outcomes:
+                holder[0].downlink_statuses[o.status.name] += 1
+            ack = result.ack_payload()
+            if ack is not None and not link.publish(topics.event("ack"), ack, qos=1):
+                log.warning("downlink_ack_not_sent", server=s.name,
+                            downlink_id=result.downlink_id, reason="backhaul down")
+
+        settings = MqttSettings(server=m.server, username=m.username, password=m.password,
+                                ca_cert=m.ca_cert, client_cert=m.client_cert,
+                                client_key=m.client_key, keepalive_s=m.keepalive_s,
+                                client_id=f"{gateway_id}-{s.name}", max_inflight=m.max_inflight)
+        link = MqttLink(settings, topics, on_command=on_command, marshaler=m.marshaler,
+                        on_connection_change=lambda up: log.info(
+                            "server_connection", server=s.name, up=up))
+        sink = MqttUplinkSink(link, topics, m.marshaler)
+        buffer = UplinkBuffer(cfg, sink, boot_id=boot_id, clock_synced=clock_synced)
+        sink.ready_callback = buffer.sink_ready
+        holder.append(ExtraServer(s, buffer, link))
+        return holder[0]
+
+    def add_routes(self, router: Router) -> None:
+        for server in self.servers:
+            router.add(server.section.name, server.section.route, server.buffer)
+
+    async def open(self) -> None:
+        """Open every buffer (replaying its backlog) before the radio starts."""
+        for server in self.servers:
+            await server.buffer.open()
+
+    def start(self) -> None:
+        for server in self.servers:
+            name = server.section.name
+            server.tasks.append(asyncio.create_task(serving(name, server.link.run()),
+                                                    name=f"server-{name}"))
+            if isinstance(server.link, SemtechUdpLink):
+                server.tasks.append(asyncio.create_task(self._udp_stats(server),
+                                                        name=f"stat-{name}"))
+
+    async def close(self) -> None:
+        """After the radio stopped: persist each backlog, then say goodbye on each link."""
+        for server in self.servers:
+            await server.buffer.close()
+        for server in self.servers:
+            await server.link.stop()
+            for task in server.tasks:
+                task.cancel()
+            await asyncio.gather(*server.tasks, return_exceptions=True)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {s.section.name: s.snapshot() for s in self.servers}
+
+    @staticmethod
+    async def _udp_stats(server: ExtraServer) -> None:
+        """PUSH_DATA ``stat`` (§4) describing this server's own traffic, sent unacknowledged."""
+        link = server.link
+        assert isinstance(link, SemtechUdpLink)
+        while True:
+            await asyncio.sleep(STAT_INTERVAL_S)
+            buf = server.buffer.stats()
+            statuses = server.udp_downlinks.statuses if server.udp_downlinks else {}
+            stat = {"time": time.strftime("%Y-%m-%d %H:%M:%S GMT", time.gmtime()),
+                    "rxnb": buf.submitted, "rxok": buf.submitted, "rxfw": buf.acked,
+                    "ackr": link.ack_ratio(), "dwnb": link.counters.pull_resp,
+                    "txnb": statuses.get("NONE", 0)}
+            with contextlib.suppress(OSError):
+                link.push_once({"stat": stat})
+
+
+__all__ = ["DEFAULT_NAME", "ExtraServers", "Router", "server_buffer_path", "serving"]
