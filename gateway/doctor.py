@@ -10,6 +10,7 @@ failures included.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from gateway.doctor_install import (
 )
 from gateway.doctor_net import check_backhaul
 from gateway.doctor_result import CheckResult, fail, ok, warn
+from gateway.doctor_servers import check_servers, server_buffers
 from gateway.provision import check_tls_files
 from gateway.service_paths import is_service_config
 
@@ -115,11 +117,16 @@ def run_checks(config_path: Path, concentrator: ConcentratorChecks) -> list[Chec
     results += hardware
     results.append(check_clock())
     results += check_tls(config)
-    results += check_backhaul(config.mqtt, config.gateway.id or eui, config.mqtt.topic_prefix)
+    gateway_id = config.gateway.id or eui
+    results += check_backhaul(config.mqtt, gateway_id, config.mqtt.topic_prefix)
+    results += check_servers(config, gateway_id)
     results.append(check_disk(config.buffer.path))
     if is_service_config(config_path):  # the unit's config: its sandbox applies
         results.append(check_buffer_writable(config))
     results.append(check_buffer(config.buffer.path))
+    for name, path in server_buffers(config):
+        result = check_buffer(path)
+        results.append(dataclasses.replace(result, name=f"{name}:{result.name}"))
     return results
 
 

@@ -83,9 +83,25 @@ def format_status(status: Mapping[str, Any], now: float | None = None) -> str:
         + ("" if buffer.get("storage_ok", True) else "  STORAGE ERROR"),
         "drops        " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "none"),
     ]
+    lines += _server_lines(status.get("servers") or {})
     if duty.get("used_percent") is not None:
         lines.append(f"duty cycle   {duty['used_percent']:.2f} % of the allowed airtime used")
     return "\n".join(lines)
+
+
+def _server_lines(servers: Mapping[str, Any]) -> list[str]:
+    """One line per network server: state, backlog and its age, drops (daemons with servers)."""
+    lines = []
+    for name, s in servers.items():
+        backlog = s.get("backlog", "?")
+        oldest = s.get("oldest_age_s")
+        dropped = sum((s.get("dropped") or {}).values())
+        lines.append(f"server       {name}: {s.get('protocol', '?')} {s.get('state', 'unknown')}"
+                     f"  backlog {backlog}"
+                     + (f" (oldest {_age(oldest)})" if oldest is not None else "")
+                     + (f"  dropped {dropped}" if dropped else "")
+                     + (f"  {s['server']}" if s.get("server") else ""))
+    return lines
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
