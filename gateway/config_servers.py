@@ -34,6 +34,8 @@ class ServerSection:
     """The broker settings for ``chirpstack_mqtt``; None for ``semtech_udp``."""
     keepalive_s: float = 10.0
     """``semtech_udp``: PULL_DATA period."""
+    stats_interval_s: float = 30.0
+    """``semtech_udp``: period of the ``stat`` PUSH_DATA (``[mqtt]``'s key for MQTT servers)."""
 
 
 MqttReader = Callable[[TableReader, str], "MqttSection"]
@@ -68,8 +70,10 @@ def read_servers(tables: list[TableReader], read_mqtt: MqttReader) -> tuple[Serv
             url = t.string("url", pattern=r"udp://[^\s/:]+(:\d{1,5})?/?",
                            pattern_text="udp://HOST[:PORT]")
             keepalive = t.number("keepalive_s", 10.0, low=1.0, high=600.0)
+            stats = t.number("stats_interval_s", 30.0, low=1.0, high=3600.0)
             t.finish()
-            out.append(ServerSection(name, protocol, url, route, downlinks, None, keepalive))
+            out.append(ServerSection(name, protocol, url, route, downlinks, None, keepalive,
+                                     stats))
         else:
             mqtt = read_mqtt(t, "url")  # finishes the table
             out.append(ServerSection(name, protocol, mqtt.server, route, downlinks, mqtt))

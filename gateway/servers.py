@@ -31,7 +31,10 @@ from structlog.contextvars import bind_contextvars
 
 from buffer.uplink_buffer import BufferConfig, UplinkBuffer
 from gateway.config_servers import DEFAULT_NAME, ServerSection
+from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath
+from gateway.stats_publisher import build_stats
+from packet_forwarder.chirpstack import marshal
 from packet_forwarder.downlink.handler import DownlinkResult
 from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
@@ -43,8 +46,6 @@ from packet_forwarder.topics import Topics
 from packet_forwarder.uplink_sink import MqttUplinkSink
 
 log = structlog.get_logger(__name__)
-
-STAT_INTERVAL_S = 30.0
 
 
 def server_buffer_path(default: Path, name: str) -> Path:
@@ -147,6 +148,8 @@ class ExtraServers:
                  buffer_config: BufferConfig, downlink: DownlinkPath, boot_id: str,
                  clock_synced: Callable[[], bool], max_eirp_dbm: int) -> None:
         self.servers: list[ExtraServer] = []
+        self._gateway_id = gateway_id
+        self._router: Router | None = None
         for s in sections:
             cfg = dataclasses.replace(buffer_config,
                                       path=server_buffer_path(buffer_config.path, s.name))
@@ -213,6 +216,7 @@ class ExtraServers:
         return holder[0]
 
     def add_routes(self, router: Router) -> None:
+        self._router = router
         for server in self.servers:
             router.add(server.section.name, server.section.route, server.buffer)
 
@@ -226,9 +230,9 @@ class ExtraServers:
             name = server.section.name
             server.tasks.append(asyncio.create_task(serving(name, server.link.run()),
                                                     name=f"server-{name}"))
-            if isinstance(server.link, SemtechUdpLink):
-                server.tasks.append(asyncio.create_task(self._udp_stats(server),
-                                                        name=f"stat-{name}"))
+            stats = (self._udp_stats(server) if isinstance(server.link, SemtechUdpLink)
+                     else self._mqtt_stats(server))
+            server.tasks.append(asyncio.create_task(serving(name, stats), name=f"stat-{name}"))
 
     async def close(self) -> None:
         """After the radio stopped: persist each backlog, then say goodbye on each link."""
@@ -243,17 +247,39 @@ class ExtraServers:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {s.section.name: s.snapshot() for s in self.servers}
 
-    @staticmethod
-    async def _udp_stats(server: ExtraServer) -> None:
+    def _routed(self, server: ExtraServer) -> int:
+        router = self._router
+        return 0 if router is None else router.routed().get(server.section.name, 0)
+
+    async def _mqtt_stats(self, server: ExtraServer) -> None:
+        """``event/stats`` describing this server's traffic: frames routed to it, its downlinks."""
+        link, m = server.link, server.section.mqtt
+        assert isinstance(link, MqttLink) and m is not None
+        topic = Topics(m.topic_prefix, self._gateway_id).event("stats")
+        while True:
+            await asyncio.sleep(m.stats_interval_s)
+            routed = self._routed(server)
+            counters = UplinkCounters(rx_received=routed, rx_ok=routed, forwarded=routed)
+            msg = build_stats(self._gateway_id, counters, server.buffer.stats())
+            statuses = server.downlink_statuses
+            msg.tx_packets_received = sum(statuses.values())
+            msg.tx_packets_emitted = statuses.get("OK", 0)
+            for status, n in statuses.items():
+                msg.tx_packets_per_status[status] = n
+            msg.metadata["server"] = server.section.name
+            link.publish(topic, marshal(msg, m.marshaler), qos=0)
+
+    async def _udp_stats(self, server: ExtraServer) -> None:
         """PUSH_DATA ``stat`` (§4) describing this server's own traffic, sent unacknowledged."""
         link = server.link
         assert isinstance(link, SemtechUdpLink)
         while True:
-            await asyncio.sleep(STAT_INTERVAL_S)
+            await asyncio.sleep(server.section.stats_interval_s)
             buf = server.buffer.stats()
             statuses = server.udp_downlinks.statuses if server.udp_downlinks else {}
+            routed = self._routed(server)
             stat = {"time": time.strftime("%Y-%m-%d %H:%M:%S GMT", time.gmtime()),
-                    "rxnb": buf.submitted, "rxok": buf.submitted, "rxfw": buf.acked,
+                    "rxnb": routed, "rxok": routed, "rxfw": buf.acked,
                     "ackr": link.ack_ratio(), "dwnb": link.counters.pull_resp,
                     "txnb": statuses.get("NONE", 0)}
             with contextlib.suppress(OSError):

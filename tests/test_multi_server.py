@@ -56,6 +56,7 @@ protocol = "chirpstack_mqtt"
 url = "mqtt://127.0.0.1:{b.port}"
 topic_prefix = "eu868"
 keepalive_s = 5
+stats_interval_s = 1
 dev_addr_prefixes = ["26012000/20"]
 
 [[server]]
@@ -63,6 +64,7 @@ name = "operator"
 protocol = "semtech_udp"
 url = "udp://localhost:{udp_port}"
 keepalive_s = 1
+stats_interval_s = 1
 dev_addr_prefixes = ["26012000/19"]
 ''')
     return load_config(path)
@@ -159,6 +161,14 @@ def test_filters_split_the_devices_and_status_lists_every_server(
         assert {n: s["state"] for n, s in servers.items()} == {
             "default": "up", "city": "up", "operator": "up"}
         assert all(s["backlog"] == 0 for s in servers.values())
+        # stats per server, each counting that server's frames
+        await until(lambda: any(m.rx_packets_received == 5 for m in ns_b.stats),
+                    "city stats with its 5 frames")
+        assert all(m.metadata["server"] == "city" for m in ns_b.stats)
+        await until(lambda: any(p.body.get("stat", {}).get("rxnb") == 10 for p in udp.pushes),
+                    "operator stat with its 10 frames")
+        stat = next(p.body["stat"] for p in udp.pushes if p.body.get("stat", {}).get("rxnb"))
+        assert stat["rxfw"] == 10 and stat["ackr"] > 0
 
     run(scenario, tmp_path, brokers)
 
