@@ -56,38 +56,3 @@ def test_prefix_without_length_is_exact_and_prints_back() -> None:
     assert p.matches(0x26011000) and not p.matches(0x26011001)
     assert str(Prefix.parse("26011000/20", 32)) == "26011000/20"
 
-
-def test_serving_binds_the_server_name_for_the_task_and_its_socket_callbacks() -> None:
-    import asyncio
-    import socket
-
-    from structlog.contextvars import get_contextvars
-
-    from gateway.servers import serving
-
-    seen: list[object] = []
-
-    async def link_life() -> None:
-        loop = asyncio.get_running_loop()
-        a, b = socket.socketpair()
-        got = asyncio.Event()
-
-        def readable() -> None:  # registered inside the task, called by the loop later
-            a.recv(10)
-            seen.append(get_contextvars().get("server"))
-            got.set()
-
-        loop.add_reader(a.fileno(), readable)
-        b.send(b"x")
-        await got.wait()
-        loop.remove_reader(a.fileno())
-        a.close()
-        b.close()
-        seen.append(get_contextvars().get("server"))
-
-    async def main() -> None:
-        await asyncio.create_task(serving("city", link_life()))
-        seen.append(get_contextvars().get("server"))  # the caller's context is untouched
-
-    asyncio.run(main())
-    assert seen == ["city", "city", None]
