@@ -31,7 +31,7 @@ from gateway.edge_stage import EdgeStage
 from gateway.log import RateLimiter
 from gateway.radio import radio_settings
 from gateway.radio_loop import RadioLoop, RadioSession, Submit
-from gateway.servers import DEFAULT_NAME, ExtraServers, Router, serving
+from gateway.servers import DEFAULT_NAME, ExtraServers, Router, open_serving, serving
 from gateway.service_hooks import ServiceHooks
 from gateway.sim.site import SimSite
 from gateway.start_faults import EXIT_START_FAULT, describe_start_fault
@@ -190,7 +190,7 @@ class Daemon:
         router.add(DEFAULT_NAME, self.config.mqtt.route, buffer)
         servers.add_routes(router)
         self._servers = servers
-        await buffer.open()
+        await open_serving(DEFAULT_NAME, buffer)
         await servers.open()
         self._buffer = buffer
 

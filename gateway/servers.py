@@ -63,6 +63,11 @@ async def serving(name: str, work: Coroutine[Any, Any, None]) -> None:
     await work
 
 
+async def open_serving(name: str, buffer: UplinkBuffer) -> None:
+    """Open ``buffer`` in a task bound to ``server=name``, so its store worker logs with it."""
+    await asyncio.create_task(serving(name, buffer.open()), name=f"open-{name}")
+
+
 @dataclass
 class _Target:
     name: str
@@ -124,6 +129,8 @@ class ExtraServer:
     udp_downlinks: UdpDownlinks | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     downlink_statuses: Counter[str] = field(default_factory=Counter)
+    changed_at: float = field(default_factory=time.monotonic)
+    """When an MQTT server's connection last went up or down (UDP links keep their own)."""
 
     def snapshot(self) -> dict[str, Any]:
         buf = self.buffer.stats()
@@ -131,8 +138,10 @@ class ExtraServer:
             link = self.link.snapshot()
             statuses = dict(self.udp_downlinks.statuses) if self.udp_downlinks else {}
         else:
+            up = self.link.connected
             link = {"protocol": "chirpstack_mqtt", "server": self.section.url,
-                    "state": "up" if self.link.connected else "down"}
+                    "state": "up" if up else "down",
+                    "down_for_s": None if up else round(time.monotonic() - self.changed_at, 1)}
             statuses = dict(self.downlink_statuses)
         return {**link, "downlinks_allowed": self.section.downlinks,
                 "downlink_statuses": statuses,
@@ -206,9 +215,12 @@ class ExtraServers:
                                 ca_cert=m.ca_cert, client_cert=m.client_cert,
                                 client_key=m.client_key, keepalive_s=m.keepalive_s,
                                 client_id=f"{gateway_id}-{s.name}", max_inflight=m.max_inflight)
+        def changed(up: bool) -> None:
+            holder[0].changed_at = time.monotonic()
+            log.info("server_connection", server=s.name, up=up)
+
         link = MqttLink(settings, topics, on_command=on_command, marshaler=m.marshaler,
-                        on_connection_change=lambda up: log.info(
-                            "server_connection", server=s.name, up=up))
+                        on_connection_change=changed)
         sink = MqttUplinkSink(link, topics, m.marshaler)
         buffer = UplinkBuffer(cfg, sink, boot_id=boot_id, clock_synced=clock_synced)
         sink.ready_callback = buffer.sink_ready
@@ -223,7 +235,7 @@ class ExtraServers:
     async def open(self) -> None:
         """Open every buffer (replaying its backlog) before the radio starts."""
         for server in self.servers:
-            await server.buffer.open()
+            await open_serving(server.section.name, server.buffer)
 
     def start(self) -> None:
         for server in self.servers:
@@ -286,4 +298,5 @@ class ExtraServers:
                 link.push_once({"stat": stat})
 
 
-__all__ = ["DEFAULT_NAME", "ExtraServers", "Router", "server_buffer_path", "serving"]
+__all__ = ["DEFAULT_NAME", "ExtraServers", "Router", "open_serving", "server_buffer_path",
+           "serving"]

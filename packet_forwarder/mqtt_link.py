@@ -242,7 +242,7 @@ class MqttLink:
         try:
             await self._loop.run_in_executor(None, self._blocking_connect, client)
         except OSError as exc:
-            log.warning("mqtt_connect_failed", server=self._settings.server, error=str(exc))
+            log.warning("mqtt_connect_failed", url=self._settings.server, error=str(exc))
             return False
         sock = client.socket()
         if self._stopping or sock is None:  # stop() came while we were connecting
@@ -321,7 +321,7 @@ class MqttLink:
         if session.connack in done:
             return session.connack.result()
         if not done:
-            log.warning("mqtt_connack_timeout", server=self._settings.server,
+            log.warning("mqtt_connack_timeout", url=self._settings.server,
                         timeout_s=self._settings.connect_timeout_s)
         return False
 
@@ -341,7 +341,7 @@ class MqttLink:
         if was_connected:
             self._down_since = time.monotonic()
             emit = log.info if self._stopping else log.warning
-            emit("mqtt_disconnected", server=self._settings.server,
+            emit("mqtt_disconnected", url=self._settings.server,
                  connected_for_s=round(self._down_since - self._up_since, 1),
                  failed_in_flight=sum(cb is not None for cb in pending.values()),
                  stopping=self._stopping)
@@ -409,13 +409,13 @@ class MqttLink:
         if session is None or session.connack.done():
             return
         if reason.is_failure:
-            log.error("mqtt_connect_refused", server=self._settings.server, reason=str(reason))
+            log.error("mqtt_connect_refused", url=self._settings.server, reason=str(reason))
             session.connack.set_result(False)
             return
         client.subscribe(self._topics.command_filter(), qos=1)
         self._connected = session.accepted = True
         self._up_since = time.monotonic()
-        log.info("mqtt_connected", server=self._settings.server,
+        log.info("mqtt_connected", url=self._settings.server,
                  outage_s=round(self._up_since - self._down_since, 1))
         self._publish_now(self._topics.state("conn"), self._online, 1, True, None)
         session.connack.set_result(True)

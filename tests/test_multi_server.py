@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
@@ -177,6 +179,14 @@ def test_one_broker_down_the_others_keep_live_frames_and_it_gets_its_backlog(
         tmp_path: Path, brokers: tuple[LocalBroker, LocalBroker]) -> None:
     async def scenario(daemon: Daemon, ns_a: NetworkServerStandIn, ns_b: NetworkServerStandIn,
                        udp: StandInServer) -> None:
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            await outage(daemon, ns_a, ns_b)
+        # journal field SERVER: the default link's lines name the server that went down
+        lines = [e for e in logs if e["event"] in ("mqtt_disconnected", "mqtt_connected")]
+        assert lines and all(e.get("server") == "default" for e in lines), lines[:3]
+
+    async def outage(daemon: Daemon, ns_a: NetworkServerStandIn,
+                     ns_b: NetworkServerStandIn) -> None:
         brokers[0].kill()
         await until(lambda: daemon.snapshot()["servers"]["default"]["state"] == "down",
                     "default down")
