@@ -33,9 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_outage import Collector, percentile
-from gateway.inject import send_inject
-from tests.gateway_proc import GatewayProcess, wait_for, write_config
-from tests.test_buffer_e2e_support import PersistentBroker, key, order_violations, packet
+from gateway.sim.inject import send_inject
+from tests.support.buffer_e2e import PersistentBroker, key, order_violations, packet
+from tests.support.gateway_proc import GatewayProcess, wait_for, write_config
 
 
 def live_phase(gw: GatewayProcess, collector: Collector, rate: float, seconds: float,

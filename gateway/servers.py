@@ -34,6 +34,8 @@ from gateway.config_servers import DEFAULT_NAME, ServerSection
 from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath
 from gateway.stats_publisher import build_stats
+from gateway.udp_uplink_sink import UdpUplinkSink
+from gateway.uplink_sink import MqttUplinkSink
 from packet_forwarder.chirpstack import marshal
 from packet_forwarder.downlink.handler import DownlinkResult
 from packet_forwarder.downlink.status import TxStatus
@@ -41,9 +43,7 @@ from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.routing import RouteFilter
 from packet_forwarder.semtech_udp.downlink import UdpDownlinks
 from packet_forwarder.semtech_udp.link import SemtechUdpLink, UdpSettings
-from packet_forwarder.semtech_udp.sink import UdpUplinkSink
 from packet_forwarder.topics import Topics
-from packet_forwarder.uplink_sink import MqttUplinkSink
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from gateway.config_servers import ServerSection
 from gateway.doctor_servers import check_udp
 from gateway.ops_cli import format_status
 from packet_forwarder.routing import RouteFilter
-from tests.semtech_ns import start_server
+from tests.support.semtech_ns import start_server
 
 GW = "0016c001ff10a235"
 

@@ -25,14 +25,14 @@ from structlog.testing import capture_logs
 
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
-from gateway.local_broker import LocalBroker, find_mosquitto
+from gateway.sim.local_broker import LocalBroker, find_mosquitto
+from hal.emulator.chip import Sx1302Emulator
 from hal.types import COUNTER_MODULO
 from packet_forwarder.downlink.status import TxStatus
-from tests.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
-from tests.semtech_ns import StandInServer, start_server
+from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
+from tests.support.semtech_ns import StandInServer, start_server
 
-pytestmark = [pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
 
 DEV_A, DEV_B, DEV_C = 0x26011001, 0x26012001, 0x26013001
 _fcnt = itertools.count(1)
@@ -109,9 +109,13 @@ async def running(config: Config, ns_a: NetworkServerStandIn, ns_b: NetworkServe
         await asyncio.wait_for(task, 30)
 
 
+def emulator(daemon: Daemon) -> Sx1302Emulator:
+    assert daemon.radio is not None and daemon.radio.emulator is not None
+    return daemon.radio.emulator
+
+
 def inject(daemon: Daemon, payload: bytes) -> None:
-    assert daemon.emulator is not None
-    daemon.emulator.inject(payload, frequency_hz=868_100_000, sf=7, bw_hz=125_000,
+    emulator(daemon).inject(payload, frequency_hz=868_100_000, sf=7, bw_hz=125_000,
                            rssi_dbm=-60, snr_db=7.0)
 
 
@@ -239,12 +243,11 @@ def test_udp_downlink_at_tmst_and_a_second_server_for_the_same_instant_collides(
         ack = await asyncio.to_thread(ns_b.wait_ack, 4242)
         assert [TxStatus(i.status) for i in ack.items] == [TxStatus.COLLISION_PACKET]
         assert ns_a.ack_for(4242) is None  # the ack went to the server that asked
-        assert daemon.emulator is not None
-        await until(lambda: any(e.payload == answer for e in daemon.emulator.tx_log),  # type: ignore[union-attr]
-                    "transmitted")
-        entry = next(e for e in daemon.emulator.tx_log if e.payload == answer)
+        tx_log = emulator(daemon).tx_log
+        await until(lambda: any(e.payload == answer for e in tx_log), "transmitted")
+        entry = next(e for e in tx_log if e.payload == answer)
         assert abs(counter_delta(entry.start_count_us, tmst)) <= 1000
-        assert not any(e.payload == b"\x60" + b"mqtt-rx1" for e in daemon.emulator.tx_log)
+        assert not any(e.payload == b"\x60" + b"mqtt-rx1" for e in tx_log)
         # out of range: answered with the matching error
         token = next(_tokens)
         udp.pull_resp({"tmst": (tmst + 2_000_000) & 0xFFFFFFFF, "freq": 915.0, "powe": 14,

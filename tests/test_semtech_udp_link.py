@@ -17,12 +17,13 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from buffer.uplink_buffer import UplinkBuffer
+from gateway.udp_uplink_sink import UdpUplinkSink
 from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
 from packet_forwarder.semtech_udp.link import SemtechUdpLink, UdpSettings
-from packet_forwarder.semtech_udp.sink import UdpUplinkSink
-from tests.semtech_ns import StandInServer, start_server
-from tests.test_buffer_support import FakeClock, make_config
+from tests.support.buffer import make_config
+from tests.support.fakes import FakeClock
+from tests.support.semtech_ns import StandInServer, start_server
 
 EUI = bytes.fromhex("0016c001ff10a235")
 FAST = dict(keepalive_s=0.05, missed_pulls=3, push_timeout_s=0.02, resend_max_s=0.1,

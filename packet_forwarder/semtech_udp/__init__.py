@@ -9,5 +9,7 @@ text, protocol version byte 2). Layers, top to bottom:
   downlink handler decides, and its status → ``txpk_ack.error`` (pure).
 * :mod:`.link` — the asyncio UDP endpoint: PUSH_DATA resends, PULL_DATA keep-alive,
   host re-resolution, rate-limited lines about bad datagrams.
-* :mod:`.sink` — the buffer's ``UplinkSink`` over the link (PUSH_ACK = delivered).
+
+The buffer's sink over the link (a frame is delivered when its PUSH_ACK arrives)
+lives in ``gateway.udp_uplink_sink``: this layer never imports the buffer.
 """
