@@ -90,7 +90,8 @@ class RadioLoop:
         self._after_poll = after_poll
         self._edge_check = edge_check
         self._gps_time_at = gps_time_at
-        """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time."""
+        """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
+        gives every uplink its ``time_since_gps_epoch`` (UDP ``tmms``) while GPS is locked."""
         self._next_uplink_id = random.getrandbits(32)
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
@@ -178,6 +179,9 @@ class RadioLoop:
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags
+        gps_us = self._gps_time_at(packet.count_us) if self._gps_time_at is not None else None
+        if gps_us is not None:
+            frame.rx_info.time_since_gps_epoch.FromMicroseconds(gps_us)
         device = device_key(packet.payload)
         self._submit(
             device,
