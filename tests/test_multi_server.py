@@ -29,7 +29,13 @@ from gateway.sim.local_broker import LocalBroker, find_mosquitto
 from hal.emulator.chip import Sx1302Emulator
 from hal.types import COUNTER_MODULO
 from packet_forwarder.downlink.status import TxStatus
-from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
+from tests.support.buffer_e2e import PersistentBroker
+from tests.support.gateway_proc import (
+    NetworkServerStandIn,
+    UplinkCollector,
+    downlink_frame,
+    write_config,
+)
 from tests.support.semtech_ns import StandInServer, start_server
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
@@ -41,7 +47,8 @@ _tokens = itertools.count(100)
 
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[tuple[LocalBroker, LocalBroker]]:
-    a, b = LocalBroker(tmp_path / "broker-a"), LocalBroker(tmp_path / "broker-b")
+    # A keeps sessions across its restart, so the stand-in subscriber cannot miss the drain
+    a, b = PersistentBroker(tmp_path / "broker-a"), LocalBroker(tmp_path / "broker-b")
     a.start()
     b.start()
     yield a, b
@@ -191,7 +198,15 @@ def test_one_broker_down_the_others_keep_live_frames_and_it_gets_its_backlog(
 
     async def outage(daemon: Daemon, ns_a: NetworkServerStandIn,
                      ns_b: NetworkServerStandIn) -> None:
-        brokers[0].kill()
+        collector = await asyncio.to_thread(UplinkCollector, brokers[0].port)
+        try:
+            await outage_with(daemon, ns_b, collector)
+        finally:
+            collector.close()
+
+    async def outage_with(daemon: Daemon, ns_b: NetworkServerStandIn,
+                          collector: UplinkCollector) -> None:
+        brokers[0].stop()
         await until(lambda: daemon.snapshot()["servers"]["default"]["state"] == "down",
                     "default down")
         sent = []
@@ -205,8 +220,12 @@ def test_one_broker_down_the_others_keep_live_frames_and_it_gets_its_backlog(
         assert daemon.snapshot()["servers"]["default"]["backlog"] == 10
         brokers[0].restart()
         for_a = [p for p in sent if dev_of(p) in (DEV_A, DEV_A + 1)]
-        await until(lambda: len(mqtt_frames(ns_a)) >= len(for_a), "default drained")
-        got = mqtt_frames(ns_a)
+        def got_a() -> list[bytes]:
+            return [f.phy_payload for f in collector.snapshot()]
+
+        await until(lambda: len(got_a()) >= len(for_a), "default drained")
+        await asyncio.sleep(0.3)  # a duplicate would have arrived by now too
+        got = got_a()
         assert sorted(got) == sorted(for_a)  # no loss, no duplicate
         for dev in (DEV_A, DEV_A + 1):  # per-device order kept
             assert [p for p in got if dev_of(p) == dev] == [p for p in for_a if dev_of(p) == dev]
