@@ -182,3 +182,21 @@ def test_immediate_fsk_is_queued() -> None:
     status, _ = _decide(_txpk(imme=True, tmst=None, modu="FSK", datr=50_000, fdev=25_000,
                                     freq=869.525, codr=None))
     assert status is TxStatus.OK
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@given(st.dictionaries(
+    st.sampled_from(["imme", "tmst", "tmms", "freq", "rfch", "powe", "modu", "datr", "codr",
+                     "fdev", "ipol", "prea", "size", "data", "ncrc"]),
+    _json_values, max_size=15))
+def test_any_txpk_a_server_can_write_is_a_frame_or_a_txpk_error(txpk: dict[str, object]) -> None:
+    for base in ({}, _txpk()):
+        with contextlib.suppress(TxpkError):
+            downlink_from_txpk({"txpk": {**base, **txpk}}, now=NOW, gateway_id=GW,
+                               downlink_id=1, default_power_dbm=14)

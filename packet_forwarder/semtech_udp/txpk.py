@@ -63,7 +63,21 @@ def txpk_ack(status: TxStatus) -> dict[str, Any]:
 
 def downlink_from_txpk(body: dict[str, Any], *, now: RadioNow | None, gateway_id: str,
                        downlink_id: int, default_power_dbm: int) -> gw_pb2.DownlinkFrame:
-    """The one-item ``DownlinkFrame`` that asks for exactly what ``txpk`` asks."""
+    """The one-item ``DownlinkFrame`` that asks for exactly what ``txpk`` asks.
+
+    Anything a server can write that does not fit (NaN, 1e300 MHz, a power below
+    the protobuf's range) raises :class:`TxpkError`, never another exception.
+    """
+    try:
+        return _frame(body, now, gateway_id, downlink_id, default_power_dbm)
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, TxpkError):
+            raise
+        raise TxpkError(f"txpk value out of range: {exc}") from None
+
+
+def _frame(body: dict[str, Any], now: RadioNow | None, gateway_id: str, downlink_id: int,
+           default_power_dbm: int) -> gw_pb2.DownlinkFrame:
     txpk = body.get("txpk")
     if not isinstance(txpk, dict):
         raise TxpkError("PULL_RESP without a txpk object")
@@ -81,8 +95,8 @@ def _number(txpk: dict[str, Any], key: str) -> float:
     value = txpk.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TxpkError(f"txpk.{key} missing or not a number: {value!r}")
-    if value < 0:
-        raise TxpkError(f"txpk.{key} is negative: {value!r}")
+    if not 0 <= value < 1e15:  # also refuses NaN and infinities
+        raise TxpkError(f"txpk.{key} out of range: {value!r}")
     return float(value)
 
 
