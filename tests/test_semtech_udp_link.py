@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import struct
 from collections import defaultdict
 from collections.abc import Callable
@@ -151,5 +152,57 @@ def test_bad_datagrams_get_one_line_per_reason_and_change_nothing(tmp_path: Path
         assert sorted(e["reason"] for e in lines) == ["malformed", "unexpected_token"]
         assert link.counters.bad == {"malformed": 40, "unexpected_token": 20}
         assert link.state == "up" and arrivals(server)[1] == [1]
+
+    asyncio.run(main())
+
+
+def test_the_host_name_is_resolved_again_so_a_server_that_moved_is_found(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        old = await start_server()
+        new = await start_server()
+        where = {"port": old.port}
+        asked: list[str] = []
+
+        async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+            asked.append(host)
+            return socket.AF_INET, ("127.0.0.1", where["port"])
+
+        link = SemtechUdpLink(UdpSettings("lns.example.net", 1700, **FAST), EUI, name="moved",
+                              resolve=resolve)
+        sink = UdpUplinkSink(link)
+        buf = UplinkBuffer(make_config(tmp_path / "b.sqlite"), sink, boot_id="boot",
+                           clock=FakeClock())
+        sink.ready_callback = buf.sink_ready
+        await buf.open()
+        task = asyncio.create_task(link.run())
+        await until(lambda: link.state == "up")
+        old.close()  # the operator moves the server; DNS now says "new"
+        where["port"] = new.port
+        submit(buf, 1, 1)
+        await until(lambda: link.address == ("127.0.0.1", new.port) and link.state == "up")
+        await until(lambda: buf.stats().depth == 0)
+        await shutdown(link, buf, task)
+        new.close()
+        assert arrivals(new)[1] == [1] and len(asked) >= 2
+        assert set(asked) == {"lns.example.net"}
+
+    asyncio.run(main())
+
+
+def test_pull_resp_from_a_server_without_downlinks_is_counted_and_not_answered(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        server = await start_server()
+        link, buf, task = await gateway(tmp_path, server.port)
+        await until(lambda: link.state == "up" and server.gateway_addr is not None)
+        server.pull_resp({"imme": True, "freq": 869.525, "powe": 14, "modu": "LORA",
+                          "datr": "SF9BW125", "codr": "4/5", "data": "QAAAAAA="}, 77)
+        await until(lambda: link.counters.bad.get("downlinks_disabled") == 1)
+        submit(buf, 1, 1)  # the link goes on as before
+        await until(lambda: buf.stats().depth == 0)
+        await shutdown(link, buf, task)
+        server.close()
+        assert server.tx_acks == []
 
     asyncio.run(main())

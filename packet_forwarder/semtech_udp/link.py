@@ -28,7 +28,7 @@ import contextlib
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -40,6 +40,8 @@ from packet_forwarder.semtech_udp.codec import Datagram, DatagramError, Kind, de
 log = structlog.get_logger(__name__)
 
 ResultCallback = Callable[[bool], None]
+Resolver = Callable[[str, int], Awaitable[tuple[int, tuple[str, int]]]]
+"""(host, port) → (address family, (address, port)); the system resolver by default."""
 PullRespHandler = Callable[[int, dict[str, Any]], None]
 """Called with the PULL_RESP token and its JSON object; answer with :meth:`send_tx_ack`."""
 State = Literal["connecting", "up", "down"]
@@ -143,7 +145,7 @@ class SemtechUdpLink:
 
     def __init__(self, settings: UdpSettings, gateway_eui: bytes, *,
                  on_pull_resp: PullRespHandler | None = None, name: str = "default",
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, resolve: Resolver | None = None) -> None:
         if len(gateway_eui) != 8:
             raise UdpSettingsError("the gateway EUI must be 8 bytes")
         self.settings = settings
@@ -151,6 +153,7 @@ class SemtechUdpLink:
         self._eui = gateway_eui
         self.on_pull_resp = on_pull_resp
         self._rng = rng or random.Random()
+        self._resolve: Resolver = resolve or self._getaddrinfo
         self.state: State = "connecting"
         self.counters = LinkCounters()
         self.address: tuple[str, int] | None = None
@@ -267,9 +270,7 @@ class SemtechUdpLink:
         s = self.settings
         self._had_ack_since_open = False
         try:
-            infos = await loop.getaddrinfo(s.host, s.port, type=socket.SOCK_DGRAM)
-            family, _, _, _, sockaddr = infos[0]
-            address = (str(sockaddr[0]), int(sockaddr[1]))
+            family, address = await self._resolve(s.host, s.port)
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Protocol(self), remote_addr=address, family=family)
         except (OSError, IndexError) as exc:
@@ -281,8 +282,15 @@ class SemtechUdpLink:
         self._missed = 0
         self._pull_answered = True
         log.info("udp_server_open", server=self.name, host=s.host, address=address[0],
-                 port=s.port)
+                 port=address[1])
         return True
+
+    @staticmethod
+    async def _getaddrinfo(host: str, port: int) -> tuple[int, tuple[str, int]]:
+        """The first datagram address of ``host`` (asked again at every reconnect)."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, sockaddr = infos[0]
+        return int(family), (str(sockaddr[0]), int(sockaddr[1]))
 
     def _close_transport(self) -> None:
         if self._transport is not None:
