@@ -186,7 +186,7 @@ class Daemon:
             sections=self.config.servers, gateway_id=gateway_id,
             buffer_config=_buffer_config(self.config), downlink=downlink, boot_id=boot_id(),
             clock_synced=clock_synchronised, max_eirp_dbm=min(14, int(region.max_eirp_dbm)))
-        router = Router()
+        router = Router(on_unrouted=lambda: self.counters.drop("no_server"))
         router.add(DEFAULT_NAME, self.config.mqtt.route, buffer)
         servers.add_routes(router)
         self._servers = servers

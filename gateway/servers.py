@@ -83,10 +83,13 @@ class Router:
     stored frame is not even parsed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_unrouted: Callable[[], None] | None = None) -> None:
         self._targets: list[_Target] = []
         self._filtering = False
+        self._on_unrouted = on_unrouted
+        """Told of each frame no server's filters accept (counted as the drop ``no_server``)."""
         self.unparsable = 0
+        self.unrouted = 0
 
     def add(self, name: str, route: RouteFilter, buffer: UplinkBuffer) -> None:
         self._targets.append(_Target(name, route, buffer))
@@ -107,6 +110,10 @@ class Router:
             s = target.buffer.submit(device, body, received_ns=received_ns,
                                      monotonic_ns=monotonic_ns, clock_synced=clock_synced)
             seq = s if seq < 0 else seq
+        if seq < 0:
+            self.unrouted += 1
+            if self._on_unrouted is not None:
+                self._on_unrouted()
         return seq
 
     def _phy(self, body: bytes) -> bytes:

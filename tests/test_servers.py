@@ -88,3 +88,12 @@ def test_serving_binds_the_server_name_for_the_task_and_its_socket_callbacks() -
 
     asyncio.run(main())
     assert seen == ["city", "city", None]
+
+
+def test_a_frame_no_server_wants_is_counted() -> None:
+    dropped: list[str] = []
+    router = Router(on_unrouted=lambda: dropped.append("no_server"))
+    router.add("default", RouteFilter.parse(["26011000/20"], []), Recorder())  # type: ignore[arg-type]
+    route(router, body(0x27000000))
+    route(router, body(0x26011001))
+    assert dropped == ["no_server"] and router.unrouted == 1
