@@ -51,3 +51,16 @@ def test_status_lists_each_server_with_its_state_and_backlog() -> None:
     assert "default: chirpstack_mqtt down  backlog 12 (oldest" in lines[0]
     assert "dropped 2" in lines[0] and "mqtt://b:1883" in lines[0]
     assert "operator: semtech_udp up  backlog 0" in lines[1]
+
+
+def test_without_a_gateway_id_nothing_is_sent_in_another_gateways_name() -> None:
+    async def main() -> None:
+        server = await start_server()
+        try:
+            result = await asyncio.to_thread(check_udp, udp_section(server.port), None, 0.5)
+        finally:
+            server.close()
+        assert result.status == "warn" and "gateway id" in result.detail
+        assert server.pulls == []
+
+    asyncio.run(main())
