@@ -37,6 +37,7 @@ class GpsTimeAdapter:
         self.clock = clock
 
     def count_at(self, gps_time_us: int) -> int | None:
+        """None without lock; raises ``GpsTimeRangeError`` (a ``ValueError``) out of range."""
         try:
             return self.clock.gps_ns_to_count(gps_time_us * 1000)
         except TimeReferenceError:

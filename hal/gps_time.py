@@ -32,6 +32,8 @@ REFERENCE_MAX_AGE_S = 30.0
 GPS_EPOCH_UNIX_S = 315_964_800
 """1980-01-06T00:00:00Z as a Unix time; GPS time counts no leap seconds."""
 ABERRANT_RESET_COUNT = 3
+HALF_PERIOD_US = COUNTER_MODULO // 2
+"""Counter times farther than this from the reference are ambiguous (wrap aliasing)."""
 READ_CHUNK = 512
 
 
@@ -43,6 +45,15 @@ def signed_count_delta(count_us: int, reference_us: int) -> int:
 
 class TimeReferenceError(HalError):
     """No usable GPS time reference (never synced, too old, or crystal error out of range)."""
+
+
+class GpsTimeRangeError(HalError, ValueError):
+    """A GPS time the 32-bit counter cannot name unambiguously from the current reference.
+
+    The counter wraps every ~71.6 min, so only times within half a period of the
+    reference map to one counter value; a time before the GPS epoch names nothing.
+    Converting such a time modulo 2^32 would alias it onto an unrelated moment.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +119,19 @@ class GpsClock:
         return ref.gps_ns + round(delta_us * 1000)
 
     def gps_ns_to_count(self, gps_ns: int) -> int:
-        """The 32-bit counter value at a GPS time (for class B beacons and ping slots)."""
+        """The 32-bit counter value at a GPS time (for class B beacons and ping slots).
+
+        Raises :class:`GpsTimeRangeError` for a time before the GPS epoch or half a
+        counter period (~35.8 min) or more away from the reference: never aliased.
+        """
         ref = self._valid_reference()
-        delta_us = (gps_ns - ref.gps_ns) / 1000 * ref.xtal_err
-        return (ref.count_us + round(delta_us)) % COUNTER_MODULO
+        if gps_ns < 0:
+            raise GpsTimeRangeError(f"GPS time {gps_ns} ns is before the GPS epoch")
+        delta_us = round((gps_ns - ref.gps_ns) / 1000 * ref.xtal_err)
+        if not -HALF_PERIOD_US <= delta_us < HALF_PERIOD_US:
+            raise GpsTimeRangeError(f"GPS time {delta_us / 1e6:+.0f} s from the reference is "
+                                    "beyond what the 32-bit counter can name")
+        return (ref.count_us + delta_us) % COUNTER_MODULO
 
     def time_since_gps_epoch_s(self, count_us: int) -> float:
         """What ChirpStack's ``time_since_gps_epoch`` wants for a frame stamped ``count_us``."""

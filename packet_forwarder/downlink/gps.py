@@ -14,11 +14,16 @@ from hal.types import COUNTER_MODULO
 
 GPS_EPOCH_UNIX_S = 315_964_800
 """1980-01-06T00:00:00Z in Unix seconds; GPS time has no leap seconds."""
+HALF_PERIOD_US = COUNTER_MODULO // 2
 
 
 class GpsClock(Protocol):
     def count_at(self, gps_time_us: int) -> int | None:
-        """Counter value (32-bit) at a GPS time (µs since the GPS epoch); None without lock."""
+        """Counter value (32-bit) at a GPS time (µs since the GPS epoch); None without lock.
+
+        Raises ``ValueError`` for a time the counter cannot name unambiguously (before
+        the epoch, or half a counter period or more from the reference).
+        """
         ...
 
     def gps_time_at(self, count_us: int) -> int | None:
@@ -41,6 +46,8 @@ class GpsReference:
 
     def count_at(self, gps_time_us: int) -> int | None:
         offset = round((gps_time_us - self.gps_time_us) * self.xtal_ratio)
+        if gps_time_us < 0 or not -HALF_PERIOD_US <= offset < HALF_PERIOD_US:
+            raise ValueError(f"GPS time {gps_time_us} µs cannot be named on the counter")
         return (self.count_us + offset) % COUNTER_MODULO
 
     def gps_time_at(self, count_us: int) -> int | None:

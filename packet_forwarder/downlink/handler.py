@@ -169,11 +169,7 @@ class DownlinkHandler:
         if req.timing == "immediately":
             return None
         if req.timing == "gps_epoch":
-            gps = self.gps
-            count = None if gps is None else gps.count_at(req.gps_time_us)
-            if count is None:
-                return Refusal(TxStatus.GPS_UNLOCKED, "no GPS time reference")
-            return count
+            return self._gps_start(req, now)
         ctx = parse_context(req.context)
         if ctx is None:
             return Refusal(TxStatus.TOO_LATE, f"context of {len(req.context)} B not ours")
@@ -186,11 +182,37 @@ class DownlinkHandler:
         if age < -self._future_tolerance_us:
             return Refusal(TxStatus.TOO_LATE, "context ahead of the counter")
         lead = uplink_abs + req.delay_us - now.absolute_us
-        if lead < self.queue.config.min_lead_us:
-            return Refusal(TxStatus.TOO_LATE, f"{lead} µs before TX")
-        if lead > self.queue.config.max_advance_us:
-            return Refusal(TxStatus.TOO_EARLY, f"{lead} µs before TX")
+        refusal = self._lead_refusal(lead)
+        if refusal is not None:
+            return refusal
         return (uplink_abs + req.delay_us) % COUNTER_MODULO
+
+    def _lead_refusal(self, lead_us: int) -> Refusal | None:
+        if lead_us < self.queue.config.min_lead_us:
+            return Refusal(TxStatus.TOO_LATE, f"{lead_us} µs before TX")
+        if lead_us > self.queue.config.max_advance_us:
+            return Refusal(TxStatus.TOO_EARLY, f"{lead_us} µs before TX")
+        return None
+
+    def _gps_start(self, req: ItemRequest, now: RadioNow) -> int | Refusal:
+        """Class B: the lead is judged in GPS time first, so a time the queue cannot
+        schedule unambiguously (days ahead, before the epoch, one counter period
+        back) is TOO_EARLY or TOO_LATE and never aliased modulo 2^32."""
+        gps = self.gps
+        gps_now = None if gps is None else gps.gps_time_at(now.count_us)
+        if gps is None or gps_now is None:
+            return Refusal(TxStatus.GPS_UNLOCKED, "no GPS time reference")
+        lead = req.gps_time_us - gps_now
+        refusal = self._lead_refusal(lead)
+        if refusal is not None:
+            return refusal
+        try:
+            count = gps.count_at(req.gps_time_us)
+        except ValueError as exc:
+            return Refusal(TxStatus.TOO_EARLY if lead > 0 else TxStatus.TOO_LATE, str(exc))
+        if count is None:
+            return Refusal(TxStatus.GPS_UNLOCKED, "no GPS time reference")
+        return count
 
     def _enqueue(self, req: ItemRequest, start: int | None, now: RadioNow,
                  downlink_id: int) -> tuple[ItemOutcome, QueueItem | None]:
