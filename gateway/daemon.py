@@ -286,7 +286,9 @@ class Daemon:
         if name == "config" and self.downlink is not None:
             self._spawn(self._apply_config(self.downlink, payload), "config")
             return
-        log.info("command_ignored", command=name, size=len(payload), reason="not supported")
+        # a warning, so the log limiter caps it: anyone who can publish can send these
+        log.warning("command_ignored", command=name[:64], size=len(payload),
+                    reason="not supported")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)

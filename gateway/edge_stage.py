@@ -78,7 +78,7 @@ class EdgeStage:
             return None
         loop = asyncio.get_running_loop()
         ack, applied = await loop.run_in_executor(self._executor, self._sync.handle, payload)
-        log.info("key_sync_handled", applied=applied)
+        log.debug("key_sync_handled", applied=applied)  # refusals: KeySync's limited line
         return ack
 
     async def close(self) -> None:

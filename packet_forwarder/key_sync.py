@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, Final
 
 import structlog
 
+from packet_forwarder.json_input import JsonInputError, loads_bounded
 from packet_forwarder.keystore.accounting import RateLimitedLog
 from packet_forwarder.keystore.errors import KeyStoreError, RecordError
 from packet_forwarder.keystore.index import SessionIndex
@@ -44,6 +46,9 @@ MIN_SECRET_LEN: Final = 16
 MAX_PAYLOAD: Final = 256 * 1024
 """A larger message is refused before parsing: the command topic is not a bulk channel."""
 MAX_OPS: Final = 1000
+MAX_SEQ: Final = 2**63 - 1
+"""``seq`` is stored in an SQLite INTEGER (signed 64-bit)."""
+_MAC_HEX: Final = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SyncRejected(Exception):
@@ -101,6 +106,10 @@ class KeySync:
         except SyncRejected as exc:
             self._reject_log.emit(exc.code, exc.code, seq=exc.seq, detail=exc.detail)
             return self._ack("rejected", exc.seq, 0, exc.code, exc.detail), 0
+        except Exception as exc:  # a handler bug must still answer, in one line
+            detail = f"{type(exc).__name__}: {str(exc)[:120]}"
+            self._reject_log.emit("internal_error", "internal_error", seq=None, detail=detail)
+            return self._ack("rejected", None, 0, "internal_error", detail), 0
         if status == "applied":
             self._log.info("key_sync_applied", seq=seq, changes=changes)
         return self._ack(status, seq, changes, None, None), changes
@@ -110,22 +119,28 @@ class KeySync:
         if len(payload) > MAX_PAYLOAD:
             raise SyncRejected("malformed", f"payload of {len(payload)} bytes")
         envelope = _json_object(payload, "envelope")
-        if envelope.get("v") != SYNC_VERSION:
-            raise SyncRejected("unsupported_version", f"envelope v={envelope.get('v')!r}")
+        _check_version(envelope.get("v"), "envelope", None)
         body_text, mac_hex = envelope.get("body"), envelope.get("hmac_sha256")
         if not isinstance(body_text, str) or not isinstance(mac_hex, str):
             raise SyncRejected("malformed", "envelope needs string body and hmac_sha256")
-        body_bytes = body_text.encode()
+        if not _MAC_HEX.fullmatch(mac_hex):
+            raise SyncRejected("malformed", "hmac_sha256 must be 64 hex digits")
+        try:
+            body_bytes = body_text.encode()
+        except UnicodeEncodeError:
+            raise SyncRejected("malformed", "body is not valid Unicode text") from None
         expected = hmac.new(self._secret, body_bytes, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, mac_hex.lower()):
             raise SyncRejected("bad_mac", "HMAC-SHA256 over body does not verify")
         body = _json_object(body_bytes, "body")
         seq = body.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise SyncRejected("malformed", "body seq must be a non-negative integer")
-        if body.get("v") != SYNC_VERSION:
-            raise SyncRejected("unsupported_version", f"body v={body.get('v')!r}", seq)
-        if str(body.get("gateway_id", "")).lower() != self._gateway_id:
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+            raise SyncRejected("malformed", f"body seq must be an integer within 0..{MAX_SEQ}")
+        _check_version(body.get("v"), "body", seq)
+        gateway_id = body.get("gateway_id")
+        if not isinstance(gateway_id, str):
+            raise SyncRejected("malformed", "body gateway_id must be a string", seq)
+        if gateway_id.lower() != self._gateway_id:
             raise SyncRejected("wrong_gateway", "message is for another gateway", seq)
         digest = hashlib.sha256(body_bytes).digest()
         last_seq, last_digest = self._read_state()
@@ -163,12 +178,19 @@ class KeySync:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SyncRejected("malformed", f"{what} is not JSON") from exc
+        value = loads_bounded(raw)
+    except JsonInputError as exc:
+        raise SyncRejected("malformed", f"{what}: {exc}") from None
     if not isinstance(value, dict):
         raise SyncRejected("malformed", f"{what} is not a JSON object")
     return value
+
+
+def _check_version(value: object, what: str, seq: int | None) -> None:
+    """Exactly the integer 1: ``true`` equals 1 in Python but is not a version."""
+    if type(value) is not int or value != SYNC_VERSION:
+        shown = repr(value) if isinstance(value, int | float | str | None) else type(value).__name__
+        raise SyncRejected("unsupported_version", f"{what} v={shown[:40]}", seq)
 
 
 def _parse_ops(raw: object, seq: int) -> _Ops:

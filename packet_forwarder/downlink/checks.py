@@ -13,8 +13,9 @@ downlinks go out without it unless the configuration opts in to refusing them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-from hal.types import Modulation
+from hal.types import Modulation, TxPacket
 from packet_forwarder.downlink.request import ItemRequest
 from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.regions.model import Region
@@ -39,9 +40,47 @@ class Refusal:
     reason: str
 
 
+# What the SX1302 TX path accepts (Semtech sx1302_hal, libloragw/inc/loragw_hal.h: the
+# preamble is a uint16 with 0 meaning "default" and 6 the LoRa minimum, DR_FSK_MIN/MAX;
+# libloragw/src/loragw_hal.c lgw_send: FSK deviation 1..200 kHz, payload at most 255 B).
+LORA_PREAMBLE_MIN: Final = 6
+LORA_PREAMBLE_MAX: Final = 0xFFFF
+FSK_BITRATE_BPS: Final = (500, 250_000)
+FSK_FDEV_HZ: Final = (1_000, 200_000)
+MAX_PAYLOAD: Final = 255
+LORA_BANDWIDTHS_HZ: Final = (125_000, 250_000, 500_000)
+
+
+def check_chip(p: TxPacket) -> Refusal | None:
+    """Fields the chip cannot honour (a value its register would truncate, say), refused
+    INTERNAL_ERROR before the region is asked: the protocol has no closer status."""
+    if len(p.payload) > MAX_PAYLOAD:
+        return Refusal(TxStatus.INTERNAL_ERROR, f"payload {len(p.payload)} B over {MAX_PAYLOAD}")
+    if p.modulation is Modulation.LORA:
+        if not LORA_PREAMBLE_MIN <= p.preamble <= LORA_PREAMBLE_MAX:
+            return Refusal(TxStatus.INTERNAL_ERROR, f"LoRa preamble of {p.preamble} symbols "
+                           f"outside {LORA_PREAMBLE_MIN}..{LORA_PREAMBLE_MAX}")
+        if not 5 <= p.spreading_factor <= 12 or p.bandwidth_hz not in LORA_BANDWIDTHS_HZ:
+            return Refusal(TxStatus.INTERNAL_ERROR, f"SF{p.spreading_factor}/"
+                           f"{p.bandwidth_hz} Hz is not a LoRa modulation the chip sends")
+        return None
+    low, high = FSK_BITRATE_BPS
+    if not low <= p.datarate_bps <= high:
+        return Refusal(TxStatus.INTERNAL_ERROR,
+                       f"FSK bit rate {p.datarate_bps} bit/s outside {low}..{high}")
+    low, high = FSK_FDEV_HZ
+    if not low <= p.fdev_hz <= high:
+        return Refusal(TxStatus.INTERNAL_ERROR,
+                       f"FSK deviation {p.fdev_hz} Hz outside {low}..{high}")
+    return None
+
+
 def check_request(req: ItemRequest, region: Region, limits: TxLimits) -> Refusal | None:
     """None when the request is allowed by the region and the board, else why not."""
     p = req.packet
+    chip = check_chip(p)
+    if chip is not None:
+        return chip
     if region.lbt.required and not limits.listen_before_talk and limits.refuse_without_lbt:
         return Refusal(TxStatus.TX_FREQ, f"{region.name} requires listen-before-talk, "
                                          "which this gateway cannot do")

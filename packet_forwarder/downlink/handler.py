@@ -40,6 +40,10 @@ from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.regions.model import Region
 
 _LOG = logging.getLogger(__name__)
+MAX_ITEMS = 8
+"""ChirpStack sends one item per receive window (RX1, RX2, maybe a few alternatives); a
+frame with more is refused whole, so its size cannot buy work or log lines."""
+_LOGGED_ITEMS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +120,34 @@ class DownlinkHandler:
         self.counters.received += 1
         outcomes: list[ItemOutcome] = []
         scheduled: QueueItem | None = None
-        for item in frame.items:
-            if scheduled is not None:
-                outcomes.append(ItemOutcome(TxStatus.IGNORED))
-                continue
-            outcome, scheduled = self._try_item(item, now, frame.downlink_id)
-            outcomes.append(outcome)
+        if len(frame.items) > MAX_ITEMS:
+            self.counters.dropped["too_many_items"] += 1
+            reason = f"{len(frame.items)} items, at most {MAX_ITEMS}"
+            outcomes = [ItemOutcome(TxStatus.INTERNAL_ERROR, reason)] * len(frame.items)
+        else:
+            for item in frame.items:
+                if scheduled is not None:
+                    outcomes.append(ItemOutcome(TxStatus.IGNORED))
+                    continue
+                outcome, scheduled = self._try_item(item, now, frame.downlink_id)
+                outcomes.append(outcome)
+        self._log_refusals(frame.downlink_id, outcomes)
+        return DownlinkResult(frame.downlink_id, encoding, tuple(outcomes), scheduled,
+                              self._ack(frame.downlink_id, outcomes))
+
+    def _log_refusals(self, downlink_id: int, outcomes: list[ItemOutcome]) -> None:
+        """Count every status; one warning line per downlink (never one per item), which
+        the daemon's log limiter caps, so a flood of bad downlinks cannot flood the log."""
+        refused = []
         for i, o in enumerate(outcomes):
             self.counters.per_status[o.status.name] += 1
             if o.status not in (TxStatus.OK, TxStatus.IGNORED):
-                self._log.info("downlink %d item %d: %s (%s)", frame.downlink_id, i,
-                               o.status.name, o.reason)
-        return DownlinkResult(frame.downlink_id, encoding, tuple(outcomes), scheduled,
-                              self._ack(frame.downlink_id, outcomes))
+                refused.append(f"item {i}: {o.status.name} ({o.reason[:120]})")
+        if refused:
+            more = len(refused) - _LOGGED_ITEMS
+            tail = f"; and {more} more" if more > 0 else ""
+            self._log.warning("downlink %d refused: %s%s", downlink_id,
+                              "; ".join(refused[:_LOGGED_ITEMS]), tail)
 
     def _undecodable(self, payload: bytes, encoding: str, error: str) -> DownlinkResult:
         found = salvage(payload)

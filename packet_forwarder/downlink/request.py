@@ -23,6 +23,8 @@ _CODE_RATES = {
     gw_pb2.CodeRate.CR_4_5: "4/5", gw_pb2.CodeRate.CR_4_6: "4/6",
     gw_pb2.CodeRate.CR_4_7: "4/7", gw_pb2.CodeRate.CR_4_8: "4/8",
 }
+DEFAULT_LORA_PREAMBLE = 8
+"""What a zero (unset) preamble means, as in the reference HAL (STD_LORA_PREAMBLE)."""
 _DOWNLINK_ID_FIELD = 3
 _ITEMS_FIELD = 5
 
@@ -61,7 +63,8 @@ def _packet(item: gw_pb2.DownlinkFrameItem, conducted_dbm: int) -> TxPacket:
             payload=item.phy_payload, frequency_hz=info.frequency, power_dbm=conducted_dbm,
             modulation=Modulation.LORA, spreading_factor=lora.spreading_factor,
             bandwidth_hz=lora.bandwidth, code_rate=code_rate,
-            invert_polarity=lora.polarization_inversion, preamble=lora.preamble or 8,
+            invert_polarity=lora.polarization_inversion,
+            preamble=lora.preamble or DEFAULT_LORA_PREAMBLE,
             no_crc=lora.no_crc, rf_chain=0)
     if kind == "fsk":
         fsk = info.modulation.fsk

@@ -145,16 +145,19 @@ def parse_hex(value: object, name: str, size: int, *, secret: bool = False) -> b
         raise RecordError(name, "must be a hex string")
     text = value.strip().replace(":", "").replace("-", "").removeprefix("0x")
     if len(text) != 2 * size or not _HEX.issuperset(text):
-        shown = "" if secret else f", got {value.strip()!r}"
+        shown = "" if secret else f", got {value.strip()[:40]!r}"
         raise RecordError(name, f"must be {2 * size} hex digits{shown}")
     return bytes.fromhex(text)
 
 
 def parse_mac_version(value: object) -> str:
-    text = str(value).strip().lower()
+    if not isinstance(value, str):
+        raise RecordError("mac_version", f"must be one of {', '.join(MAC_VERSIONS)}")
+    text = value.strip().lower()
     version = _VERSION_ALIASES.get(text)
     if version is None:
-        raise RecordError("mac_version", f"{text!r} is not one of {', '.join(MAC_VERSIONS)}")
+        raise RecordError("mac_version",
+                          f"{text[:20]!r} is not one of {', '.join(MAC_VERSIONS)}")
     return version
 
 
@@ -162,8 +165,11 @@ def parse_fcnt(value: object) -> int:
     """A 32-bit counter from an int or decimal text (bools are not counters)."""
     if isinstance(value, bool):
         raise RecordError("f_cnt_up", "must be an integer")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdecimal() and len(text) <= 10):
+            raise RecordError("f_cnt_up", f"must be an integer within 0..{FCNT_MAX}")
+        value = int(text)
     if not isinstance(value, int) or not 0 <= value <= FCNT_MAX:
         raise RecordError("f_cnt_up", f"must be an integer within 0..{FCNT_MAX}")
     return value
