@@ -346,13 +346,14 @@ class DownlinkPath:
                           keeping=self.config_version or "region default")
                 return result.stats_interval_s
             self.plan = result.plan
-            self._set_version(result.plan, result.version)
+            self._set_version(result.plan, result.version, new_plan=True)
             channels = sorted(c.frequency_hz for c in result.plan.all_channels())
             log.info("config_applied", version=result.version, channels=channels)
         return result.stats_interval_s
 
-    def _set_version(self, plan: ChannelPlan, version: str) -> None:
-        if version == self.config_version:
+    def _set_version(self, plan: ChannelPlan, version: str, *, new_plan: bool = False) -> None:
+        """Save what runs: a new plan is saved even under the running version string."""
+        if version == self.config_version and not new_plan:
             return
         self.config_version = version
         try:

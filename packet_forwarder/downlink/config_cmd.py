@@ -23,6 +23,10 @@ from packet_forwarder.regions.model import Region
 
 MULTI_SF_BANDWIDTH_HZ = 125_000
 MAX_MULTI_SF = 8
+MAX_VERSION_LEN = 64
+"""ChirpStack's config versions are short hashes; a longer one would be copied into the
+plan file, a log line and every stats message."""
+FSK_MAX_BANDWIDTH_HZ = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,24 @@ PlanCheck = Callable[[ChannelPlan], "str | None"]
 """The concentrator's answer to "can you receive this plan?": None, or why not."""
 
 
+def _check_region_rates(channel: Channel, region: Region) -> None:
+    """Every modulation a channel listens for is one of the region's uplink data rates:
+    a plan of rates no device may use would leave the gateway deaf."""
+    rates = [d for d in region.data_rates if d.uplink and d.modulation is channel.modulation]
+    where = f"{channel.frequency_hz} Hz"
+    if channel.modulation is Modulation.FSK:
+        if not 0 < channel.bandwidth_hz <= FSK_MAX_BANDWIDTH_HZ:
+            raise ConfigRefused(f"{where}: FSK bandwidth {channel.bandwidth_hz} Hz")
+        if all(d.bitrate_bps != channel.datarate_bps for d in rates):
+            raise ConfigRefused(f"{where}: FSK {channel.datarate_bps} bit/s is not a "
+                                f"{region.name} uplink data rate")
+        return
+    allowed = {d.spreading_factor for d in rates if d.bandwidth_hz == channel.bandwidth_hz}
+    if not allowed or not set(channel.spreading_factors) <= allowed:
+        raise ConfigRefused(f"{where}: SF{list(channel.spreading_factors)} at "
+                            f"{channel.bandwidth_hz} Hz not {region.name} uplink data rates")
+
+
 def build_plan(config: gw_pb2.GatewayConfiguration, region: Region, fits: PlanCheck) -> ChannelPlan:
     """The plan ``config`` describes; raises :class:`ConfigRefused` naming what does not fit."""
     multi: list[Channel] = []
@@ -73,6 +95,7 @@ def build_plan(config: gw_pb2.GatewayConfiguration, region: Region, fits: PlanCh
         channel = _channel(ch)
         if not low <= channel.frequency_hz <= high:
             raise ConfigRefused(f"{channel.frequency_hz} Hz outside {region.name}")
+        _check_region_rates(channel, region)
         if channel.modulation is Modulation.FSK:
             fsk.append(channel)
         elif channel.bandwidth_hz == MULTI_SF_BANDWIDTH_HZ and len(channel.spreading_factors) > 1:
@@ -82,8 +105,8 @@ def build_plan(config: gw_pb2.GatewayConfiguration, region: Region, fits: PlanCh
     if len(multi) > MAX_MULTI_SF or len(service) > 1 or len(fsk) > 1:
         raise ConfigRefused(f"{len(multi)} multi-SF, {len(service)} single-SF LoRa and "
                             f"{len(fsk)} FSK channels; the SX1302 has 8, 1 and 1")
-    if not multi and not service and not fsk:
-        raise ConfigRefused("no channels")
+    if not multi:
+        raise ConfigRefused("no LoRa multi-SF channel: the gateway would not hear devices")
     plan = ChannelPlan(tuple(multi), service[0] if service else None, fsk[0] if fsk else None)
     problem = fits(plan)
     if problem is not None:
@@ -105,13 +128,18 @@ def parse_gateway_configuration(payload: bytes, region: Region, gateway_id: str,
     interval = config.stats_interval
     stats_s = interval.seconds + interval.nanos / 1e9 if config.HasField("stats_interval") else None
     if config.gateway_id and config.gateway_id.lower() != gateway_id.lower():
-        return ConfigResult(config.version, None, stats_s,
-                            f"gateway_id {config.gateway_id} is not ours")
+        return ConfigResult(config.version[:MAX_VERSION_LEN], None, stats_s,
+                            f"gateway_id {config.gateway_id[:32]} is not ours")
+    version = config.version
+    if len(version) > MAX_VERSION_LEN or not version.isprintable():
+        return ConfigResult(version[:MAX_VERSION_LEN].encode("unicode_escape").decode(), None,
+                            stats_s, f"version of {len(version)} characters is not at most "
+                                     f"{MAX_VERSION_LEN} printable ones")
     try:
         plan = build_plan(config, region, fits)
     except ConfigRefused as exc:
-        return ConfigResult(config.version, None, stats_s, str(exc))
-    return ConfigResult(config.version, plan, stats_s)
+        return ConfigResult(version, None, stats_s, str(exc))
+    return ConfigResult(version, plan, stats_s)
 
 
 def _channel_dict(c: Channel) -> dict[str, Any]:
