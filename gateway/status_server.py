@@ -23,6 +23,8 @@ from typing import Any
 
 import structlog
 
+from packet_forwarder.json_input import loads_bounded
+
 __all__ = [
     "ADMIN_GROUP",
     "MAX_REQUEST_BYTES",
@@ -136,8 +138,8 @@ class StatusServer:
         self.requests += 1
         try:
             line = await asyncio.wait_for(reader.readline(), self._read_timeout_s)
-            request = json.loads(line)
-        except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
+            request = loads_bounded(line)
+        except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:  # JsonInputError too
             return self._bad("request must be one JSON line", type(exc).__name__)
         if not isinstance(request, dict) or request.get("command") != "status":
             return self._bad('unknown request (expected {"command": "status"})', "command")

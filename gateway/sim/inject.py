@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from hal.types import CODE_RATES
+from packet_forwarder.json_input import JsonInputError, loads_bounded
 
 log = structlog.get_logger(__name__)
 
@@ -72,14 +73,14 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float, default: Any
 def parse_inject_datagram(data: bytes) -> InjectRequest:
     """Validate one datagram; raises ``InjectError`` naming the first problem found."""
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InjectError("not_json", str(exc)[:120]) from exc
+        obj = loads_bounded(data)
+    except JsonInputError as exc:
+        raise InjectError("not_json", str(exc)[:120]) from None
     if not isinstance(obj, dict):
         raise InjectError("not_object", "expected one JSON object")
     unknown = set(obj) - _FIELDS
     if unknown:
-        raise InjectError("unknown_field", ", ".join(sorted(unknown)))
+        raise InjectError("unknown_field", ", ".join(sorted(unknown))[:120])
     hexed = obj.get("phy_payload")
     if not isinstance(hexed, str):
         raise InjectError("missing_field", "'phy_payload' (hex string) is required")
