@@ -36,9 +36,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
+        problems: list[object] = [exc]
+    else:
+        from gateway.preflight import preflight  # what run would trip on, found first
+
+        problems = list(preflight(config))
+    if problems:
         # Under systemd "<3>" gives the line error priority (SyslogLevelPrefix=).
         prefix = "<3>" if stderr_is_journal(os.environ) else ""
-        print(f"{prefix}config error: {exc} — {NEXT_STEP}", file=sys.stderr)
+        for problem in problems:
+            print(f"{prefix}config error: {problem} — {NEXT_STEP}", file=sys.stderr)
         return EXIT_START_FAULT
     limiter = configure_logging(config.log.level, config.log.format,
                                 secrets=secrets_from_config(config))
@@ -55,7 +62,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.file)
+    config = _load_or_exit(args.file, for_run=True)
     if args.service or is_service_config(args.file):
         problems = read_only_paths({"buffer.path": config.buffer.path,
                                     "keys.store": config.keys.store})
@@ -119,12 +126,22 @@ def _cmd_inject(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_or_exit(path: Path) -> Config:
+def _load_or_exit(path: Path, *, for_run: bool = False) -> Config:
+    """The validated config; with ``for_run`` also the places it names (see preflight)."""
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    if for_run:
+        from gateway.preflight import preflight
+
+        problems = preflight(config)
+        for problem in problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        if problems:
+            raise SystemExit(2)
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:

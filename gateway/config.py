@@ -7,6 +7,7 @@ checked values and never looks at raw TOML. ``load_config`` raises
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -203,6 +204,9 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         detail = f"cannot be read: {exc.strerror}"
         raise ConfigError(str(path), "(file)", str(path), detail) from exc
+    except UnicodeDecodeError as exc:
+        detail = f"not UTF-8 text (byte {exc.start}); is it a binary file?"
+        raise ConfigError(str(path), "(file)", str(path), detail) from None
     return load_config_text(text, source=str(path), base_dir=path.resolve().parent)
 
 
@@ -344,6 +348,9 @@ def _mqtt(t: TableReader, url_key: str = "server") -> MqttSection:
         max_inflight=t.integer("max_inflight", 100, low=1, high=10_000),
         route=route_filter(t),
     )
+    port = re.fullmatch(r"mqtts?://[^\s/:]+(?::(\d+))?/?", section.server)
+    if port is not None and port.group(1) is not None and not 1 <= int(port.group(1)) <= 65535:
+        raise t.error("server", section.server, "the port must be from 1 to 65535")
     if (section.client_cert is None) != (section.client_key is None):
         raise t.error("client_key", str(section.client_key),
                       "client_cert and client_key go together")
