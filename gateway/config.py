@@ -215,6 +215,8 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", "", f"not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses per nesting level of arrays/inline tables
+        raise ConfigError(source, "(syntax)", "", "not valid TOML: nested too deeply") from None
     root = TableReader(data, "", source, base_dir)
     concentrator = _concentrator(root.table("concentrator"))
     config = Config(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -123,11 +124,19 @@ def salvage(payload: bytes) -> Salvaged:
     return _salvage_protobuf(payload)
 
 
+_JSON_ID = re.compile(rb'"downlink_?[iI]d"\s*:\s*"?(\d{1,10})"?\s*[,}]')
+
+
 def _salvage_json(payload: bytes) -> Salvaged:
     try:
         doc: Any = json.loads(payload.decode("utf-8", errors="replace"))
-    except (ValueError, RecursionError):
+    except ValueError:
         return Salvaged(None, 0)
+    except RecursionError:
+        # well-formed as far as it goes but nested too deep to parse: read the id as text
+        found = _JSON_ID.search(payload)
+        value = int(found.group(1)) if found else -1
+        return Salvaged(value if 0 <= value <= _U32 else None, 0)
     if not isinstance(doc, dict):
         return Salvaged(None, 0)
     raw_id = doc.get("downlinkId", doc.get("downlink_id"))
