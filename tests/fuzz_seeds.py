@@ -7,6 +7,7 @@ mutate them, and the daemon test replays all of them at once over MQTT and the s
 from __future__ import annotations
 
 import json
+from random import Random
 from typing import Final
 
 from chirpstack_api.gw import gw_pb2
@@ -94,3 +95,20 @@ CONFIG_SEEDS: Final[dict[str, bytes]] = {
 
 KEYS_SEEDS: Final[dict[str, bytes]] = {name: seed for name, (seed, _) in KEY_SYNC_SEEDS.items()}
 PLAN_PAYLOADS: Final[dict[str, bytes]] = {name: seed for name, (seed, _) in PLAN_SEEDS.items()}
+
+
+def mutate(seed: bytes, rng: Random, edits: int = 4) -> bytes:
+    """``seed`` with up to ``edits`` random byte flips, insertions, deletions or a cut tail
+    (for the daemon test, which replays a fixed, seeded sample instead of Hypothesis)."""
+    data = bytearray(seed)
+    for _ in range(rng.randint(1, edits)):
+        op, at = rng.choice(("flip", "insert", "delete", "cut")), rng.randint(0, len(data))
+        if op == "insert":
+            data[at:at] = bytes([rng.randint(0, 255)])
+        elif data and op == "flip":
+            data[at % len(data)] ^= 1 << rng.randint(0, 7)
+        elif data and op == "delete":
+            del data[at % len(data)]
+        elif op == "cut":
+            del data[at:]
+    return bytes(data)
