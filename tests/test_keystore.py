@@ -216,7 +216,7 @@ def test_tools_do_not_touch_the_shutdown_mark(tmp_path: Path) -> None:
 def test_schema_version_is_recorded_and_newer_refused(tmp_path: Path) -> None:
     open_store(tmp_path).close()
     conn = sqlite3.connect(tmp_path / "keys.sqlite")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.execute("PRAGMA user_version = 9")
     conn.commit()

@@ -44,7 +44,15 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1,)
+def _v2(conn: sqlite3.Connection) -> None:
+    """Each session's counter gets an authentication tag (GMAC bound to the row's DevEUI
+    and key id): a flipped bit in ``last_fcnt`` would otherwise silently reopen a replay
+    window or lock a device out. Rows from v1 are tagged by the store at its next open,
+    which alone holds the master key."""
+    conn.execute("ALTER TABLE sessions ADD COLUMN fcnt_tag BLOB")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:

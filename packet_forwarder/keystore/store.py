@@ -10,6 +10,13 @@ Every session row has a random ``key_id`` that changes whenever its keys change.
 writes name it, so a flush can never move a counter onto a newer session that another
 process (the CLI, a sync message) wrote meanwhile.
 
+Every stored field is authenticated or harmless. Identity columns (DevEUI, DevAddr, MAC
+version, key id, JoinEUI) are the sealed secrets' associated data; ``last_fcnt`` carries
+its own tag (``fcnt_tag``); the meta values that steer behaviour (the key check, the
+clean-shutdown mark, the key-sync sequence and digest) are sealed. ``updated_ns`` is
+written for people reading the file and never read back. A row that fails is skipped
+with one log line; a damaged sync state refuses key sync rather than allowing a replay.
+
 Thread use: one connection guarded by a lock; callers run these methods off the event
 loop (they block on the disk).
 """
@@ -82,7 +89,15 @@ class Applied:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
+    # a damaged TEXT cell is not UTF-8: read it as text that fails authentication
+    # (the row is rejected) instead of raising UnicodeDecodeError from a query
+    conn.text_factory = _lenient_text
+    return conn
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 class KeyStore:
@@ -115,9 +130,10 @@ class KeyStore:
         try:
             self._prepare()
             self._sealer = self._unlock()
+            self._upgrade_v1_values()
             if track_shutdown:
-                self.unclean_shutdown = self._meta_int("clean", 1) == 0
-                self._set_meta("clean", 0)
+                self.unclean_shutdown = self._read_clean_mark() != b"1"
+                self._set_sealed_meta("clean", b"0")
             self._data_version = self._read_data_version()
         except BaseException:
             self._conn.close()
@@ -157,6 +173,65 @@ class KeyStore:
             ) from exc
         return sealer
 
+    def _upgrade_v1_values(self) -> None:
+        """Authenticate what a v1 store kept in clear (once; needs the master key)."""
+        if self._meta_blob("v2_sealed") is not None:
+            return
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT dev_eui, key_id, last_fcnt FROM sessions").fetchall()
+            for dev_eui, key_id, last in rows:
+                conn.execute("UPDATE sessions SET fcnt_tag = ? WHERE dev_eui = ?",
+                             (self._fcnt_tag(dev_eui, bytes(key_id), last), dev_eui))
+            found = conn.execute("SELECT key, value FROM meta WHERE key IN"
+                                 " ('clean', 'sync_seq', 'sync_digest')").fetchall()
+            old = {key: value for key, value in found}
+            if isinstance(old.get("clean"), int):  # v1 kept 0/1 in clear
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean', ?)",
+                             (self._seal_meta("clean", b"1" if old["clean"] == 1 else b"0"),))
+            if "sync_seq" in old:
+                value = _sync_value(int(old["sync_seq"]), bytes(old.get("sync_digest") or b""))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('sync', ?)",
+                             (self._seal_meta("sync", value),))
+            conn.execute("DELETE FROM meta WHERE key IN ('sync_seq', 'sync_digest')")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('v2_sealed', 1)")
+
+    def _read_clean_mark(self) -> bytes | None:
+        """A damaged mark counts as an unclean shutdown: counters are then treated as
+        possibly one flush old, which loses no uplink."""
+        try:
+            return self._sealed_meta("clean", b"1")
+        except SealError:
+            log.warning("keystore_meta_damaged", key="clean", store=str(self.path))
+            return None
+
+    def _fcnt_tag(self, dev_eui: str, key_id: bytes, last_fcnt: int | None) -> bytes:
+        aad = associated_data("fcnt", dev_eui, key_id, "" if last_fcnt is None else str(last_fcnt))
+        return self._sealer.seal(b"", aad)
+
+    def _fcnt_ok(self, dev_eui: str, key_id: bytes, last_fcnt: int | None,
+                 tag: bytes | None) -> bool:
+        if not isinstance(tag, bytes) or not (last_fcnt is None or type(last_fcnt) is int):
+            return False
+        aad = associated_data("fcnt", dev_eui, key_id, "" if last_fcnt is None else str(last_fcnt))
+        try:
+            self._sealer.open(bytes(tag), aad)
+        except SealError:
+            return False
+        return True
+
+    def _seal_meta(self, key: str, value: bytes) -> bytes:
+        return self._sealer.seal(value, associated_data("meta", key))
+
+    def _sealed_meta(self, key: str, default: bytes | None) -> bytes | None:
+        """A sealed meta value; ``default`` when absent; raises ``SealError`` when damaged."""
+        blob = self._meta_blob(key)
+        if blob is None:
+            return default
+        return self._sealer.open(blob, associated_data("meta", key))
+
+    def _set_sealed_meta(self, key: str, value: bytes) -> None:
+        self._set_meta(key, self._seal_meta(key, value))
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """Serialise access and turn SQLite failures into ``StoreDamagedError``."""
@@ -165,6 +240,8 @@ class KeyStore:
                 yield self._conn
             except sqlite3.Error as exc:
                 raise StoreDamagedError(f"key store {self.path}: {exc}") from exc
+            except UnicodeDecodeError:  # SQLite's own message quoted damaged schema text
+                raise StoreDamagedError(f"key store {self.path}: damaged schema") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -182,11 +259,6 @@ class KeyStore:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def _meta_int(self, key: str, default: int) -> int:
-        with self._db() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else int(row[0])
-
     def _set_meta(self, key: str, value: bytes | int) -> None:
         with self._db() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -201,29 +273,41 @@ class KeyStore:
         """Decrypt every row; a row that fails authentication is skipped and reported."""
         with self._db() as conn:
             rows = conn.execute(
-                "SELECT dev_eui, dev_addr, mac_version, key_id, secrets, last_fcnt FROM sessions"
+                "SELECT dev_eui, dev_addr, mac_version, key_id, secrets, last_fcnt, fcnt_tag"
+                " FROM sessions"
             ).fetchall()
             root_rows = conn.execute(
                 "SELECT dev_eui, mac_version, join_eui, secrets FROM root_keys"
             ).fetchall()
         loaded = Loaded([], [], [])
-        for dev_eui, dev_addr, version, key_id, blob, last in rows:
-            try:
-                plain = self._sealer.open(blob, _session_aad(dev_eui, dev_addr, version, key_id))
-                session = session_from_secrets(dev_eui, dev_addr, version, plain, last)
-            except (SealError, RecordError):
-                loaded.rejected.append(f"session:{dev_eui}")
-                continue
-            loaded.sessions.append(StoredSession(session, bytes(key_id)))
+        for row in rows:
+            stored = self._session_row(*row)
+            if stored is None:
+                loaded.rejected.append(f"session:{row[0]}")
+            else:
+                loaded.sessions.append(stored)
         for dev_eui, version, join_eui, blob in root_rows:
             try:
                 plain = self._sealer.open(blob, _root_aad(dev_eui, version, join_eui))
                 loaded.roots.append(root_from_secrets(dev_eui, version, join_eui, plain))
-            except (SealError, RecordError):
+            except _DAMAGE:
                 loaded.rejected.append(f"root:{dev_eui}")
         for name in loaded.rejected:
             log.warning("keystore_row_rejected", row=name, store=str(self.path))
         return loaded
+
+    def _session_row(self, dev_eui: str, dev_addr: str, version: str, key_id: bytes,
+                     blob: bytes, last: int | None, tag: bytes | None) -> StoredSession | None:
+        """One stored session, or None when any of its fields fails authentication (a bit
+        flip may also change a value's type: that is damage too, never a crash)."""
+        try:
+            plain = self._sealer.open(blob, _session_aad(dev_eui, dev_addr, version, key_id))
+            session = session_from_secrets(dev_eui, dev_addr, version, plain, last)
+            if not self._fcnt_ok(dev_eui, bytes(key_id), last, tag):
+                return None
+        except _DAMAGE:
+            return None
+        return StoredSession(session, bytes(key_id))
 
     def changed_elsewhere(self) -> bool:
         """True once after another connection (the CLI) committed to the file."""
@@ -233,8 +317,18 @@ class KeyStore:
         return changed
 
     def sync_state(self) -> tuple[int, bytes]:
-        """(last applied sync sequence, digest of that message); (-1, b"") before any."""
-        return self._meta_int("sync_seq", -1), self._meta_blob("sync_digest") or b""
+        """(last applied sync sequence, digest of that message); (-1, b"") before any.
+
+        Raises ``StoreDamagedError`` when the stored state fails authentication: a
+        damaged sequence must refuse key sync, not let an old message be replayed."""
+        try:
+            value = self._sealed_meta("sync", None)
+        except SealError:
+            raise StoreDamagedError(f"key store {self.path}: the key-sync state fails "
+                                    "authentication") from None
+        if value is None:
+            return -1, b""
+        return int.from_bytes(value[:8], "big", signed=True), value[8:]
 
     # -- writing -----------------------------------------------------------------------
 
@@ -265,26 +359,19 @@ class KeyStore:
                 if self._upsert_root(conn, root, now):
                     applied.roots.append(root)
             if sync is not None:
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('sync_seq', ?)", (sync[0],))
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('sync_digest', ?)", (sync[1],))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('sync', ?)",
+                             (self._seal_meta("sync", _sync_value(*sync)),))
         return applied
 
     def _existing(self, conn: sqlite3.Connection, dev_eui: str) -> StoredSession | None:
         row = conn.execute(
-            "SELECT dev_addr, mac_version, key_id, secrets, last_fcnt FROM sessions"
+            "SELECT dev_addr, mac_version, key_id, secrets, last_fcnt, fcnt_tag FROM sessions"
             " WHERE dev_eui = ?",
             (dev_eui,),
         ).fetchone()
         if row is None:
             return None
-        dev_addr, version, key_id, blob, last = row
-        try:
-            plain = self._sealer.open(blob, _session_aad(dev_eui, dev_addr, version, key_id))
-            return StoredSession(
-                session_from_secrets(dev_eui, dev_addr, version, plain, last), bytes(key_id)
-            )
-        except (SealError, RecordError):
-            return None  # a damaged row is simply replaced
+        return self._session_row(dev_eui, *row)  # a damaged row is simply replaced
 
     def _upsert_session(
         self, conn: sqlite3.Connection, session: DeviceSession, now: int
@@ -304,9 +391,10 @@ class KeyStore:
         aad = _session_aad(session.dev_eui, session.dev_addr, session.mac_version, key_id)
         conn.execute(
             "INSERT OR REPLACE INTO sessions (dev_eui, dev_addr, mac_version, key_id, secrets,"
-            " last_fcnt, updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " last_fcnt, updated_ns, fcnt_tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (session.dev_eui, session.dev_addr, session.mac_version, key_id,
-             self._sealer.seal(fresh.secrets(), aad), last, now),
+             self._sealer.seal(fresh.secrets(), aad), last, now,
+             self._fcnt_tag(session.dev_eui, key_id, last)),
         )
         return StoredSession(fresh, key_id)
 
@@ -343,9 +431,9 @@ class KeyStore:
         with self._transaction() as conn:
             for dev_eui, (key_id, fcnt) in counters.items():
                 moved += conn.execute(
-                    "UPDATE sessions SET last_fcnt = ? WHERE dev_eui = ? AND key_id = ?"
-                    " AND (last_fcnt IS NULL OR last_fcnt < ?)",
-                    (fcnt, dev_eui, key_id, fcnt),
+                    "UPDATE sessions SET last_fcnt = ?, fcnt_tag = ? WHERE dev_eui = ?"
+                    " AND key_id = ? AND (last_fcnt IS NULL OR last_fcnt < ?)",
+                    (fcnt, self._fcnt_tag(dev_eui, key_id, fcnt), dev_eui, key_id, fcnt),
                 ).rowcount
         return moved
 
@@ -353,7 +441,7 @@ class KeyStore:
         """Record a clean shutdown (daemon) and close the file."""
         try:
             if self._track:
-                self._set_meta("clean", 1)
+                self._set_sealed_meta("clean", b"1")
         finally:
             with self._lock:
                 self._conn.close()
@@ -366,6 +454,14 @@ def _max_fcnt(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     return a if b is None else max(a, b)
+
+
+_DAMAGE = (SealError, RecordError, TypeError, ValueError)
+"""What a damaged row raises while being read back."""
+
+
+def _sync_value(seq: int, digest: bytes) -> bytes:
+    return seq.to_bytes(8, "big", signed=True) + digest
 
 
 def _session_aad(dev_eui: str, dev_addr: str, version: str, key_id: bytes) -> bytes:
