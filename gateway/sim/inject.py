@@ -66,7 +66,7 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float, default: Any
         raise InjectError("missing_field", f"'{key}' is required")
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise InjectError("bad_field", f"'{key}' must be a number from {low:g} to {high:g}, "
-                                       f"got {value!r}")
+                                       f"got {repr(value)[:40]}")
     return value
 
 
@@ -80,7 +80,7 @@ def parse_inject_datagram(data: bytes) -> InjectRequest:
         raise InjectError("not_object", "expected one JSON object")
     unknown = set(obj) - _FIELDS
     if unknown:
-        raise InjectError("unknown_field", ", ".join(sorted(unknown))[:120])
+        raise InjectError("unknown_field", ", ".join(sorted(map(repr, unknown)))[:120])
     hexed = obj.get("phy_payload")
     if not isinstance(hexed, str):
         raise InjectError("missing_field", "'phy_payload' (hex string) is required")

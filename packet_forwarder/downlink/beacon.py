@@ -110,7 +110,10 @@ class BeaconScheduler:
         statuses = []
         for k in range(self.ahead):
             t = first + k * BEACON_PERIOD_S
-            count = gps.count_at(t * 1_000_000)
+            try:
+                count = gps.count_at(t * 1_000_000)
+            except ValueError:  # beyond what the counter can name from this reference
+                count = None
             if t in self._queued or count is None:
                 continue
             packet, toa = beacon_packet(self.region, t, count, self.power_dbm, self.info)

@@ -108,11 +108,11 @@ class DownlinkHandler:
         except MessageDecodeError as exc:
             return self._undecodable(payload, encoding, str(exc))
         if frame.gateway_id and frame.gateway_id.lower() != self.gateway_id.lower():
-            self._log.warning("downlink %d for gateway %s ignored", frame.downlink_id,
-                              frame.gateway_id)
+            shown = frame.gateway_id[:32]  # an outsider's string: never a megabyte line
+            self._log.warning("downlink %d for gateway %r ignored", frame.downlink_id, shown)
             self.counters.dropped["wrong_gateway_id"] += 1
             return DownlinkResult(frame.downlink_id, encoding, (), None, None,
-                                  f"gateway_id {frame.gateway_id} is not ours")
+                                  f"gateway_id {shown!r} is not ours")
         if not frame.items:
             self.counters.dropped["no_items"] += 1
             self._log.warning("downlink %d has no items; not acked", frame.downlink_id)
@@ -152,8 +152,8 @@ class DownlinkHandler:
     def _undecodable(self, payload: bytes, encoding: str, error: str) -> DownlinkResult:
         found = salvage(payload)
         self.counters.dropped["undecodable"] += 1
-        self._log.warning("command/down undecodable (%s); downlink_id=%s", error,
-                          found.downlink_id)
+        self._log.warning("command/down undecodable (%s); downlink_id=%s",
+                          error[:200].replace("\n", " "), found.downlink_id)
         if found.downlink_id is None:
             return DownlinkResult(None, encoding, (), None, None, error)
         outcomes = [ItemOutcome(TxStatus.INTERNAL_ERROR, "undecodable")] * max(
