@@ -24,6 +24,7 @@ import structlog
 from gateway.config import load_config
 from gateway.local_broker import LocalBroker
 from gateway.log import configure_logging
+from packet_forwarder.downlink.status import TxStatus
 from tests.fuzz_seeds import (
     DOWN_SEEDS,
     INJECT_SEEDS,
@@ -119,9 +120,15 @@ def test_daemon_survives_the_whole_corpus_and_keeps_forwarding(
                 for data in STATUS_SEEDS.values():
                     await asyncio.to_thread(_status_request, status_path, data)
                 sent_up.append(await uplink(daemon, ns))
+                statuses = {}
                 for downlink_id in range(9001, 9010):
                     if downlink_id not in UNACKED_DOWN_IDS:
-                        await asyncio.to_thread(ns.wait_ack, downlink_id)
+                        ack = await asyncio.to_thread(ns.wait_ack, downlink_id)
+                        statuses[downlink_id] = {TxStatus(i.status) for i in ack.items}
+                # no GPS here: class B is GPS_UNLOCKED; the chip's ranges are INTERNAL_ERROR
+                assert statuses[9001] == statuses[9002] == {TxStatus.GPS_UNLOCKED}
+                for downlink_id in (9004, 9005, 9006, 9007, 9009):
+                    assert statuses[downlink_id] == {TxStatus.INTERNAL_ERROR}, downlink_id
                 for _ in range(500):
                     if ns.keys_acks >= len(keys):
                         break
