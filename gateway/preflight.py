@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from common.toml_reader import ConfigError
 from gateway.config import Config
-from gateway.config_reader import ConfigError
 
 MAX_UNIX_SOCKET_PATH = 107
 """``sun_path`` holds 108 bytes including the terminating NUL (Linux)."""

@@ -14,7 +14,7 @@ from chirpstack_api.gw import gw_pb2
 
 from hal.types import COUNTER_MODULO
 from packet_forwarder.chirpstack import make_context
-from tests.gateway_proc import GATEWAY_ID
+from tests.support.gateway_proc import GATEWAY_ID
 from tests.test_input_channel_plan import PLAN_SEEDS
 from tests.test_input_key_sync import KEY_SYNC_SEEDS
 

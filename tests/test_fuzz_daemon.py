@@ -19,11 +19,12 @@ from pathlib import Path
 from random import Random
 
 import paho.mqtt.client as mqtt
+import pytest
 import structlog
 
 from gateway.config import load_config
-from gateway.local_broker import LocalBroker
 from gateway.log import configure_logging
+from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.downlink.status import TxStatus
 from tests.fuzz_seeds import (
     DOWN_SEEDS,
@@ -34,13 +35,15 @@ from tests.fuzz_seeds import (
     UNACKED_DOWN_IDS,
     mutate,
 )
-from tests.gateway_proc import NetworkServerStandIn, write_config
+from tests.support.gateway_proc import NetworkServerStandIn, write_config
 from tests.test_e2e_downlink_inprocess import (
     broker,  # noqa: F401  (fixture)
     running,
     uplink,
 )
 from tests.test_key_sync import SECRET
+
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 SAMPLE = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 UNKNOWN_COMMANDS = 60

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from common.toml_reader import ConfigError
 from gateway.config import load_config, load_config_text
-from gateway.config_reader import ConfigError
-from gateway.inject import InjectError, parse_inject_datagram
+from gateway.sim.inject import InjectError, parse_inject_datagram
 from gateway.status_server import StatusServer
 from packet_forwarder.downlink.checks import TxLimits
 from packet_forwarder.downlink.clock import RadioNow
@@ -44,7 +44,8 @@ from tests.fuzz_seeds import (
     STATUS_SEEDS,
     UNACKED_DOWN_IDS,
 )
-from tests.gateway_proc import GATEWAY_ID
+from tests.support.gateway_proc import GATEWAY_ID
+from tests.support.radio import radio_fits
 from tests.test_key_sync import Rig
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
@@ -134,7 +135,7 @@ def test_fuzz_command_down(payload: bytes) -> None:
 
 
 def check_plan(payload: bytes) -> None:
-    result = parse_gateway_configuration(payload, EU, GATEWAY_ID)
+    result = parse_gateway_configuration(payload, EU, GATEWAY_ID, fits=radio_fits)
     assert (result.plan is None) != (result.error is None)
     assert len(result.version) <= 256 and len(result.error or "") < 1_000
 
@@ -142,7 +143,8 @@ def check_plan(payload: bytes) -> None:
 @pytest.mark.parametrize("name", sorted(PLAN_PAYLOADS))
 def test_plan_seed(name: str) -> None:
     check_plan(PLAN_PAYLOADS[name])
-    assert parse_gateway_configuration(PLAN_PAYLOADS[name], EU, GATEWAY_ID).plan is None
+    result = parse_gateway_configuration(PLAN_PAYLOADS[name], EU, GATEWAY_ID, fits=radio_fits)
+    assert result.plan is None
 
 
 @FUZZ

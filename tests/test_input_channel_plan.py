@@ -11,10 +11,11 @@ import structlog
 from chirpstack_api.gw import gw_pb2
 
 from gateway.config import Config
-from gateway.local_broker import LocalBroker
+from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.downlink.config_cmd import MAX_VERSION_LEN, parse_gateway_configuration
 from packet_forwarder.regions import load_region
-from tests.gateway_proc import NetworkServerStandIn
+from tests.support.gateway_proc import NetworkServerStandIn
+from tests.support.radio import radio_fits
 from tests.test_e2e_downlink_inprocess import (
     GW,
     NEW_PLAN_HZ,
@@ -26,6 +27,8 @@ from tests.test_e2e_downlink_inprocess import (
     running,
     uplink,
 )
+
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 EU = load_region("EU868")
 
@@ -59,13 +62,14 @@ PLAN_SEEDS: dict[str, tuple[bytes, str]] = {
 @pytest.mark.parametrize("name", sorted(PLAN_SEEDS))
 def test_plan_is_refused_with_a_reason(name: str) -> None:
     payload, reason = PLAN_SEEDS[name]
-    result = parse_gateway_configuration(payload, EU, GW)
+    result = parse_gateway_configuration(payload, EU, GW, fits=radio_fits)
     assert result.plan is None and result.error is not None and reason in result.error
     assert len(result.version) <= 4 * MAX_VERSION_LEN and "\n" not in result.version
 
 
 def test_the_default_eu868_style_plan_is_accepted() -> None:
-    assert parse_gateway_configuration(_configuration("v2", NEW_PLAN_HZ), EU, GW).plan
+    payload = _configuration("v2", NEW_PLAN_HZ)
+    assert parse_gateway_configuration(payload, EU, GW, fits=radio_fits).plan
 
 
 def test_daemon_refuses_absurd_plans_and_saves_what_it_applies(

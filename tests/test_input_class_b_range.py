@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_broker import LocalBroker
+from gateway.sim.local_broker import LocalBroker
 from hal.gps_time import HALF_PERIOD_US, GpsClock, GpsTimeRangeError
 from hal.types import COUNTER_MODULO
 from packet_forwarder.chirpstack import PROTOBUF, marshal
@@ -16,7 +16,7 @@ from packet_forwarder.downlink.clock import RadioNow
 from packet_forwarder.downlink.gps import GpsReference
 from packet_forwarder.downlink.handler import DownlinkHandler
 from packet_forwarder.downlink.status import TxStatus
-from tests.gateway_proc import NetworkServerStandIn
+from tests.support.gateway_proc import NetworkServerStandIn
 from tests.test_class_b import START_S, class_b_config, class_b_of, gps_frame, wait_for
 from tests.test_downlink_handler import make_handler
 from tests.test_e2e_downlink_inprocess import (
@@ -25,6 +25,8 @@ from tests.test_e2e_downlink_inprocess import (
     running,
     send,
 )
+
+pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
 GPS_NOW_US = 1_300_000_000_000_000
 NOW = RadioNow(1_000_000, 1, 0)

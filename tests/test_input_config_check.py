@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_proc import write_config
+from tests.support.gateway_proc import write_config
 
 
 def _port(port: int) -> Callable[[Path], Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.inject import InjectError, parse_inject_datagram
+from gateway.sim.inject import InjectError, parse_inject_datagram
 from packet_forwarder.json_input import MAX_DEPTH, JsonInputError, loads_bounded
 from tests.test_status import raw_request, serve
 

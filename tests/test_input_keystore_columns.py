@@ -17,7 +17,7 @@ import pytest
 
 from packet_forwarder.keystore import KeyStore, KeyStoreError, MasterKeyError, StoreDamagedError
 from packet_forwarder.keystore.store import Loaded
-from tests.test_keystore_support import make_device, open_store
+from tests.support.keystore import make_device, open_store
 
 SYNC = (5, b"\x11" * 32)
 

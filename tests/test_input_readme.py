@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.inject import InjectError, parse_inject_datagram
+from gateway.sim.inject import InjectError, parse_inject_datagram
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 FULL = {"phy_payload": "40011f2a2600010001a1b2c3d4", "frequency": 868_100_000, "sf": 7,
