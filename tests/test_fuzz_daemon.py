@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from random import Random
@@ -144,7 +145,9 @@ def test_daemon_survives_the_whole_corpus_and_keeps_forwarding(
             ns.close()
 
     try:
+        started = time.monotonic()
         asyncio.run(scenario())
+        windows = 1 + int((time.monotonic() - started) // 60)  # the limiter's 60 s windows
     finally:
         structlog.reset_defaults()
     log = out.getvalue()
@@ -154,4 +157,4 @@ def test_daemon_survives_the_whole_corpus_and_keeps_forwarding(
     for event in ("command_ignored", "key_sync_rejected", "inject_rejected",
                   "status_request_rejected"):
         lines = {reason: n for (name, reason), n in per_reason.items() if name == event}
-        assert lines and max(lines.values()) <= 5, (event, lines)
+        assert lines and max(lines.values()) <= 5 * windows, (event, lines)
