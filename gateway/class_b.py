@@ -100,6 +100,17 @@ class ClassB:
         """GPS time (µs since the GPS epoch) at a counter value; None without lock."""
         return self._time.gps_time_at(count_us) if self.locked else None
 
+    def position(self) -> tuple[float, float, float] | None:
+        """Latitude, longitude (degrees) and altitude (m) of the receiver's fix, if any."""
+        gga, rmc = self.reader.status.gga, self.reader.status.rmc
+        if gga is not None and gga.fix_quality > 0 and gga.latitude is not None \
+                and gga.longitude is not None:
+            return gga.latitude, gga.longitude, gga.altitude_m or 0.0
+        if rmc is not None and rmc.valid and rmc.latitude is not None \
+                and rmc.longitude is not None:
+            return rmc.latitude, rmc.longitude, 0.0
+        return None
+
     def reset(self) -> None:
         """The concentrator restarted: the counter restarted too, so start over."""
         self.reader.clock.reference = None

@@ -17,6 +17,8 @@ class UplinkCounters:
     forwarded: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     per_frequency: Counter[int] = field(default_factory=Counter)
+    per_modulation: Counter[tuple[str, int, int, int, str]] = field(default_factory=Counter)
+    """(modulation, spreading factor, bandwidth Hz, FSK bit rate, code rate) of received packets."""
     last_uplink: dict[str, object] | None = None
     """Device, counter, frequency and time of the last forwarded uplink (for ``status``)."""
 

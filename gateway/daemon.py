@@ -174,6 +174,7 @@ class Daemon:
             publish_ack=lambda topic, payload: link.publish(topic, payload, qos=1),
             ack_topic=topics.event("ack"), plan_store=plan_store_for(self.config),
             running_plan=plan, max_conducted_dbm=radio.max_conducted_dbm,
+            power_steps_dbm=radio.power_steps_dbm,
             on_loaded=site.report_tx if site is not None else None)
         downlink.class_b = build_class_b(self.config, radio.open_gps, radio.board.name,
                                          downlink.handler, region, downlink.queue)

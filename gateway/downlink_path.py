@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from chirpstack_api.common import common_pb2
 from chirpstack_api.gw import gw_pb2
 
+from gateway import __version__
 from gateway.class_b import ClassB
 from gateway.config import Config
 from gateway.radio_loop import RadioSession
@@ -183,6 +185,7 @@ class DownlinkPath:
                  concentrator: Concentrator, radio_executor: Executor, session: RadioSession,
                  publish_ack: Publish, ack_topic: str, plan_store: PlanStore,
                  running_plan: StartPlan, max_conducted_dbm: int | None,
+                 power_steps_dbm: tuple[int, ...] = (),
                  on_loaded: Callable[[QueueItem], None] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.region = region
@@ -194,7 +197,8 @@ class DownlinkPath:
             gateway_id=gateway_id, region=region, queue=self.queue, duty_cycle=self.duty_cycle,
             limits=TxLimits(config.downlink.antenna_gain_dbi, max_conducted_dbm,
                             listen_before_talk=listening,
-                            refuse_without_lbt=config.concentrator.lbt.refuse_without),
+                            refuse_without_lbt=config.concentrator.lbt.refuse_without,
+                            power_steps_dbm=power_steps_dbm),
             log=bridged_logger())
         self._ack_encoding: dict[int, str] = {}
         """Encoding of each queued downlink's request, for a later LBT-busy ack."""
@@ -215,6 +219,7 @@ class DownlinkPath:
         self._config_lock = asyncio.Lock()
         self.class_b: ClassB | None = None
         """GPS time and beacons, set by the daemon when a GPS source is configured."""
+        self._configured_position = (config.class_b.latitude, config.class_b.longitude)
 
     # -- radio thread ---------------------------------------------------------------------
 
@@ -385,6 +390,13 @@ class DownlinkPath:
 
     def fill_stats(self, msg: gw_pb2.GatewayStats) -> None:
         fill_tx_stats(msg, self.handler.counters, self.duty_cycle, self.region)
+        # ChirpStack pushes command/config only to gateways whose stats metadata has
+        # "concentratord_version", and only when metadata "config_version" differs from
+        # its channel-plan hash (chirpstack src/uplink/stats.rs update_gateway_configuration);
+        # Concentratord sets both (chirpstack-concentratord-sx1302 src/cmd/root.rs).
+        msg.metadata["concentratord_version"] = __version__
+        msg.metadata["config_version"] = self.config_version
+        self._fill_location(msg)
         if self.class_b is not None:
             msg.metadata["gps_locked"] = "true" if self.class_b.locked else "false"
             msg.metadata["beacons_queued"] = str(self.class_b.counters.beacons_queued)
@@ -392,9 +404,24 @@ class DownlinkPath:
                 msg.metadata[f"beacons_refused_{status.lower()}"] = str(n)
         msg.config_version = self.config_version
 
+    def _fill_location(self, msg: gw_pb2.GatewayStats) -> None:
+        """The GPS fix when there is one, else the configured position (if set)."""
+        fix = None if self.class_b is None else self.class_b.position()
+        if fix is not None:
+            lat, lon, alt = fix
+            source = common_pb2.LocationSource.Value("GPS")
+        elif self._configured_position != (0.0, 0.0):
+            (lat, lon), alt = self._configured_position, 0.0
+            source = common_pb2.LocationSource.Value("CONFIG")
+        else:
+            return
+        msg.location.latitude, msg.location.longitude = lat, lon
+        msg.location.altitude, msg.location.source = alt, source
+
     def snapshot(self) -> dict[str, Any]:
         c = self.handler.counters
         return {"received": c.received, "emitted": c.emitted, "queued": len(self.queue),
+                "power_clamped": c.power_clamped,
                 "statuses": dict(c.per_status), "dropped": dict(c.dropped),
                 "config_version": self.config_version,
                 "class_b": self.class_b.snapshot() if self.class_b is not None else {}}

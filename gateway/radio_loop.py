@@ -152,6 +152,9 @@ class RadioLoop:
     def _handle(self, packet: RxPacket, context: bytes) -> None:
         self.counters.rx_received += 1
         self.counters.per_frequency[packet.frequency_hz] += 1
+        self.counters.per_modulation[(packet.modulation.value, packet.spreading_factor,
+                                      packet.bandwidth_hz, packet.datarate_bps,
+                                      packet.code_rate)] += 1
         if packet.crc_status is CrcStatus.CRC_OK:
             self.counters.rx_ok += 1
         elif not self._forward_crc_error:

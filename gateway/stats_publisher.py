@@ -2,9 +2,11 @@
 
 Stats are a snapshot, not history: when the link is down the snapshot is simply
 skipped (never buffered), and the next one carries the up-to-date counters.
-The TX side (downlink counters, duty-cycle use per sub-band, ``config_version``)
-comes from the downlink path; ChirpStack compares ``config_version`` with its own
-and sends ``command/config`` when they differ.
+The TX side (downlink counters, duty-cycle use per sub-band, ``config_version``,
+location) comes from the downlink path; ChirpStack compares the metadata's
+``config_version`` with its own and sends ``command/config`` when they differ. The
+per-modulation counts carry the code rate, without which ChirpStack maps them to no
+data rate (chirpstack ``src/uplink/stats.rs``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from chirpstack_api.gw import gw_pb2
 
 from gateway import __version__
 from gateway.counters import UplinkCounters
-from packet_forwarder.chirpstack import marshal
+from packet_forwarder.chirpstack import marshal, set_modulation
 from packet_forwarder.mqtt_link import MqttLink
 from packet_forwarder.topics import Topics
 
@@ -44,6 +46,9 @@ def build_stats(
     msg.rx_packets_received_ok = counters.rx_ok
     for freq, n in counters.per_frequency.items():
         msg.rx_packets_per_frequency[freq] = n
+    for (modulation, sf, bw, rate, code_rate), n in counters.per_modulation.items():
+        entry = msg.rx_packets_per_modulation.add(count=n)
+        set_modulation(entry.modulation, modulation, sf, bw, rate, code_rate)
     msg.metadata["software"] = f"lora-gateway {__version__}"
     for name in ("depth", "oldest_age_s", "dropped_total"):
         value = getattr(buffer_stats, name, None)

@@ -112,13 +112,25 @@ def build_uplink_frame(
 def _tx_info(rx: RxPacket) -> gw_pb2.UplinkTxInfo:
     """Frequency and modulation only: see the module docstring on de-duplication."""
     tx = gw_pb2.UplinkTxInfo(frequency=rx.frequency_hz)
-    if rx.modulation is Modulation.LORA:
-        tx.modulation.lora.bandwidth = rx.bandwidth_hz
-        tx.modulation.lora.spreading_factor = rx.spreading_factor
-        tx.modulation.lora.code_rate = _CODE_RATES.get(rx.code_rate, gw_pb2.CodeRate.CR_UNDEFINED)
-    else:
-        tx.modulation.fsk.datarate = rx.datarate_bps
+    set_modulation(tx.modulation, rx.modulation.value, rx.spreading_factor, rx.bandwidth_hz,
+                   rx.datarate_bps, rx.code_rate)
     return tx
+
+
+def set_modulation(target: gw_pb2.Modulation, modulation: str, spreading_factor: int,
+                   bandwidth_hz: int, datarate_bps: int, code_rate: str) -> None:
+    """Fill a ``gw.Modulation`` (uplink tx_info, per-modulation stats) from plain values.
+
+    The code rate matters in stats: ChirpStack maps each per-modulation count to a
+    data rate with lrwn ``get_data_rate_index``, which compares the code rate too
+    (chirpstack ``src/uplink/stats.rs`` ``per_modultation_to_per_dr``).
+    """
+    if modulation == Modulation.LORA.value:
+        target.lora.bandwidth = bandwidth_hz
+        target.lora.spreading_factor = spreading_factor
+        target.lora.code_rate = _CODE_RATES.get(code_rate, gw_pb2.CodeRate.CR_UNDEFINED)
+    else:
+        target.fsk.datarate = datarate_bps
 
 
 def conn_state(gateway_id: str, online: bool) -> gw_pb2.ConnState:
@@ -139,13 +151,17 @@ def marshal(msg: Message, marshaler: str) -> bytes:
 def unmarshal(payload: bytes, cls: type[M]) -> M:
     """Decode either encoding, telling them apart the way the ChirpStack server does.
 
-    Any failure (bad protobuf, bad JSON, unknown JSON field, bad UTF-8) becomes
+    Unknown fields are ignored in both encodings. Any failure (bad protobuf, bad
+    JSON, a known field of the wrong type, bad UTF-8) becomes
     ``MessageDecodeError`` so callers handle one exception type.
     """
     msg = cls()
     try:
         if _JSON_MARKER in payload:
-            json_format.Parse(payload.decode("utf-8"), msg)
+            # Fields this version does not know are skipped, as ChirpStack's own readers
+            # do (pbjson ``ignore_unknown_fields``; the gateway bridge's ``DiscardUnknown``):
+            # a newer server must not make every command fail.
+            json_format.Parse(payload.decode("utf-8"), msg, ignore_unknown_fields=True)
         else:
             msg.ParseFromString(payload)
     except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as exc:

@@ -21,6 +21,7 @@ from packet_forwarder.chirpstack import (
     make_context,
     marshal,
     parse_context,
+    set_modulation,
     unmarshal,
     with_replay_metadata,
 )
@@ -186,3 +187,25 @@ def test_replay_metadata_omits_clock_flag_when_synced() -> None:
 def test_replay_metadata_on_garbage_is_a_typed_error() -> None:
     with pytest.raises(MessageDecodeError):
         with_replay_metadata(b"\xff\xff\xff", 1, True)
+
+
+def test_uplink_modulation_keeps_the_code_rate_for_stats() -> None:
+    stats = gw_pb2.GatewayStats()
+    entry = stats.rx_packets_per_modulation.add(count=1)
+    set_modulation(entry.modulation, "LORA", 9, 125_000, 0, "4/5")
+    assert entry.modulation.lora.code_rate == gw_pb2.CodeRate.CR_4_5
+    fsk = stats.rx_packets_per_modulation.add(count=1)
+    set_modulation(fsk.modulation, "FSK", 0, 0, 50_000, "")
+    assert fsk.modulation.fsk.datarate == 50_000
+
+
+def test_unknown_json_fields_are_ignored_known_ones_of_the_wrong_type_are_not() -> None:
+    doc = {"gatewayId": GW, "version": "v1", "futureField": {"a": [1]},
+           "channels": [{"frequency": 868100000, "futureChannelField": True,
+                         "loraModulationConfig": {"bandwidth": 125000,
+                                                  "spreadingFactors": [7, 8], "x": 1}}]}
+    cfg = unmarshal(json.dumps(doc).encode(), gw_pb2.GatewayConfiguration)
+    assert cfg.version == "v1" and cfg.channels[0].frequency == 868_100_000
+    doc["version"] = {"not": "a string"}
+    with pytest.raises(MessageDecodeError):
+        unmarshal(json.dumps(doc).encode(), gw_pb2.GatewayConfiguration)

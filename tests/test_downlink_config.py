@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import json
 import struct
 
 import pytest
@@ -121,7 +122,8 @@ def test_fill_tx_stats() -> None:
     counters = DownlinkCounters(received=3, emitted=2)
     counters.per_status.update({"OK": 2, "TOO_LATE": 1})
     counters.per_frequency.update({868_100_000: 2})
-    counters.per_modulation.update({("LORA", 7, 125_000, 0): 2})
+    counters.per_modulation.update({("LORA", 7, 125_000, 0, "4/5"): 2})
+    counters.power_clamped = 4
     dc = DutyCycle(EU, lambda: 0.0)
     dc.record(869_525_000, 1_000_000)
     stats = gw_pb2.GatewayStats(gateway_id=GW)
@@ -129,7 +131,20 @@ def test_fill_tx_stats() -> None:
     assert stats.tx_packets_received == 3 and stats.tx_packets_emitted == 2
     assert dict(stats.tx_packets_per_status) == {"OK": 2, "TOO_LATE": 1}
     assert stats.tx_packets_per_modulation[0].modulation.lora.spreading_factor == 7
+    # without the code rate ChirpStack's get_data_rate_index finds no data rate
+    assert stats.tx_packets_per_modulation[0].modulation.lora.code_rate == gw_pb2.CodeRate.CR_4_5
+    assert stats.metadata["tx_power_clamped"] == "4"
     bands = {b.name: b for b in stats.duty_cycle_stats.bands}
     assert bands["869.4-869.65"].load_tracked.ToMicroseconds() == 1_000_000
     assert bands["869.4-869.65"].load_max.ToMicroseconds() == 360_000_000
     assert stats.duty_cycle_stats.window.ToSeconds() == 3600
+
+
+def test_unknown_json_fields_in_command_config_are_ignored() -> None:
+    doc = json.loads(marshal(config_for(EU868_DEFAULT_PLAN, "cfg-future"), JSON))
+    doc["futureTopLevel"] = 1
+    for ch in doc["channels"]:
+        ch["futureChannelField"] = {"x": [1, 2]}
+    result = parse_gateway_configuration(json.dumps(doc).encode(), EU, GW)
+    assert result.error is None and result.version == "cfg-future"
+    assert result.plan == EU868_DEFAULT_PLAN

@@ -87,7 +87,7 @@ def test_ok_then_ignored_and_the_packet_is_ready() -> None:
     assert item.packet.timing is TxTiming.TIMESTAMPED
     assert item.packet.power_dbm == 14 and item.toa_us > 0
     assert h.queue.snapshot(NOW.count_us) == [item]
-    assert h.counters.per_status == {"OK": 1, "IGNORED": 1}
+    assert h.counters.per_status == {"OK": 1}   # one final status per downlink
 
 
 def test_falls_back_to_the_next_item_when_the_first_is_refused() -> None:
@@ -193,14 +193,55 @@ def test_tx_power_above_the_regional_eirp() -> None:
     assert statuses(make_handler(), f) == [S.TX_POWER]
 
 
-def test_tx_power_after_antenna_gain() -> None:
+def test_power_above_the_board_is_clamped_after_antenna_gain() -> None:
     f = frame()
     add_item(f, freq=869_525_000, sf=12, power=27, context=CTX)
     low_gain = make_handler(limits=TxLimits(antenna_gain_dbi=2.0, max_conducted_dbm=20))
-    assert statuses(low_gain, f) == [S.TX_POWER]   # 25 dBm conducted needed
+    result = low_gain.handle(marshal(f, PROTOBUF), NOW)   # 25 dBm conducted asked
+    assert [o.status for o in result.outcomes] == [S.OK]
+    assert result.scheduled is not None and result.scheduled.packet.power_dbm == 20
+    assert low_gain.counters.power_clamped == 1
     high_gain = make_handler(limits=TxLimits(antenna_gain_dbi=8.0, max_conducted_dbm=20))
     result = high_gain.handle(marshal(f, PROTOBUF), NOW)
     assert result.scheduled is not None and result.scheduled.packet.power_dbm == 19
+    assert high_gain.counters.power_clamped == 0
+
+
+TABLE = (12, 13, 14, 16, 20, 27)
+
+
+@pytest.mark.parametrize(("asked", "sent"), [(29, 27), (27, 27), (26, 20), (15, 14), (12, 12)])
+def test_power_takes_the_strongest_table_step_at_or_below_the_request(asked: int,
+                                                                     sent: int) -> None:
+    h = make_handler(limits=TxLimits(power_steps_dbm=TABLE))
+    f = frame()
+    add_item(f, freq=869_525_000, sf=12, power=asked, context=CTX)   # 29 dBm EIRP allowed here
+    result = h.handle(marshal(f, PROTOBUF), NOW)
+    assert result.scheduled is not None and result.scheduled.packet.power_dbm == sent
+    assert h.counters.power_clamped == (asked != sent)
+
+
+def test_power_below_the_weakest_step_is_refused() -> None:
+    h = make_handler(limits=TxLimits(power_steps_dbm=TABLE))
+    f = frame()
+    add_item(f, power=10, context=CTX)
+    assert statuses(h, f) == [S.TX_POWER]
+    assert h.counters.per_status == {"TX_POWER": 1}
+
+
+def test_one_final_status_per_downlink_is_counted() -> None:
+    h = make_handler()
+    refused_twice = frame(1)
+    add_item(refused_twice, power=20, context=CTX)                   # TX_POWER (regional)
+    add_item(refused_twice, freq=915_000_000, context=CTX)           # TX_FREQ
+    sent_second = frame(2)
+    add_item(sent_second, power=20, context=CTX)                     # TX_POWER
+    add_item(sent_second, freq=869_525_000, sf=12, delay_us=2_000_000, context=CTX)  # OK
+    add_item(sent_second, freq=869_525_000, sf=12, delay_us=2_000_000, context=CTX)  # IGNORED
+    assert statuses(h, refused_twice) == [S.TX_POWER, S.TX_FREQ]
+    assert statuses(h, sent_second) == [S.TX_POWER, S.OK, S.IGNORED]
+    assert h.counters.per_status == {"TX_FREQ": 1, "OK": 1}
+    assert sum(h.counters.per_status.values()) == h.counters.received == 2
 
 
 def test_gps_unlocked() -> None:
@@ -374,3 +415,22 @@ def test_lbt_region_sends_without_lbt_unless_the_config_opts_in_to_refusing() ->
     f = frame(92)
     add_item(f, freq=921_900_000, sf=12, context=CTX)
     assert statuses(able, f) == [TxStatus.OK]
+
+
+def _with_unknown_fields(payload: bytes) -> bytes:
+    """A JSON command as a newer ChirpStack might send it: fields this gateway does not know,
+    at the top level, inside an item and inside tx_info."""
+    doc = json.loads(payload)
+    doc["someFutureField"] = {"nested": [1, 2, 3]}
+    doc["items"][0]["futureItemField"] = "x"
+    doc["items"][0]["txInfo"]["futureTxField"] = 7
+    return json.dumps(doc).encode()
+
+
+def test_unknown_json_fields_in_command_down_are_ignored() -> None:
+    h = make_handler()
+    f = frame()
+    add_item(f, context=CTX)
+    result = h.handle(_with_unknown_fields(marshal(f, JSON)), NOW)
+    assert [o.status for o in result.outcomes] == [S.OK]
+    assert result.encoding == JSON and result.scheduled is not None

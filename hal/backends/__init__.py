@@ -96,6 +96,12 @@ class Radio:
         lut = self.board.tx_gain_lut
         return max(e.rf_power_dbm for e in lut) if lut else None
 
+    @property
+    def power_steps_dbm(self) -> tuple[int, ...]:
+        """Every conducted power the board's TX power table makes, rising (downlinks asking
+        for more are sent at the strongest step at or below the request)."""
+        return tuple(sorted(e.rf_power_dbm for e in self.board.tx_gain_lut))
+
 
 Opener = Callable[[RadioSettings, Purpose], Radio]
 

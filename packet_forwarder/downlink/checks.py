@@ -1,10 +1,18 @@
 """Regional and hardware checks on one TX request, before any timing is considered.
 
 Each check names the ack status ChirpStack understands: a frequency outside the
-plan is TX_FREQ, power beyond the regional EIRP limit (or beyond what the board's
-amplifier can produce after the antenna gain is taken off) is TX_POWER. The
+plan is TX_FREQ, power beyond the regional EIRP limit is TX_POWER. The
 protocol has no status for a modulation outside the region's data-rate table or an
 oversized payload; those are INTERNAL_ERROR with the reason logged and counted.
+
+Power the board cannot make is not refused: like the reference HAL (``lgw_send`` in
+Semtech's sx1302_hal ``loragw_hal.c`` walks the TX gain table down to the first
+entry not above the request) and ChirpStack Concentratord, :func:`fit_power` picks
+the strongest step of the board's power table at or below the request. ChirpStack
+asks for its region's default EIRP (lrwn ``get_downlink_tx_power_eirp``: 29 dBm on
+EU868 869.4-869.65 MHz, 30 dBm in AU915 and IN865), more than most boards make; a
+refusal there would lose every RX2 and class C downlink. Only a request below the
+table's weakest step is refused (sending it would emit more than asked).
 Where the region requires listen-before-talk (KR920) and the gateway cannot do it,
 downlinks go out without it unless the configuration opts in to refusing them
 (``refuse_without_lbt``): then every downlink is TX_FREQ.
@@ -28,6 +36,9 @@ class TxLimits:
     antenna_gain_dbi: float = 0.0
     max_conducted_dbm: int | None = None
     min_conducted_dbm: int | None = None
+    power_steps_dbm: tuple[int, ...] = ()
+    """The conducted powers the board's TX gain table can make, rising; empty when
+    unknown (then ``max_conducted_dbm`` / ``min_conducted_dbm`` bound the request)."""
     listen_before_talk: bool = False
     """Whether the gateway senses the channel before sending (board SX1261, LBT enabled)."""
     refuse_without_lbt: bool = False
@@ -99,10 +110,26 @@ def check_request(req: ItemRequest, region: Region, limits: TxLimits) -> Refusal
     if req.power_eirp_dbm > max_eirp:
         return Refusal(TxStatus.TX_POWER,
                        f"{req.power_eirp_dbm} dBm EIRP above {max_eirp:g} dBm at {p.frequency_hz}")
-    if limits.max_conducted_dbm is not None and p.power_dbm > limits.max_conducted_dbm:
-        return Refusal(TxStatus.TX_POWER, f"{p.power_dbm} dBm conducted above the board's "
-                                          f"{limits.max_conducted_dbm} dBm")
-    if limits.min_conducted_dbm is not None and p.power_dbm < limits.min_conducted_dbm:
-        return Refusal(TxStatus.TX_POWER, f"{p.power_dbm} dBm conducted below the board's "
-                                          f"{limits.min_conducted_dbm} dBm")
     return None
+
+
+def fit_power(conducted_dbm: int, limits: TxLimits) -> int | Refusal:
+    """The conducted power to send for a request of ``conducted_dbm``: see the module docstring.
+
+    The strongest table step at or below the request (the request itself when the
+    table is unknown and it is within ``max_conducted_dbm``); TX_POWER only when the
+    request is below everything the board can make.
+    """
+    steps = limits.power_steps_dbm
+    if steps:
+        fitting = [s for s in steps if s <= conducted_dbm]
+        if not fitting:
+            return Refusal(TxStatus.TX_POWER, f"{conducted_dbm} dBm conducted below the "
+                                              f"board's weakest step {min(steps)} dBm")
+        return max(fitting)
+    if limits.min_conducted_dbm is not None and conducted_dbm < limits.min_conducted_dbm:
+        return Refusal(TxStatus.TX_POWER, f"{conducted_dbm} dBm conducted below the board's "
+                                          f"{limits.min_conducted_dbm} dBm")
+    if limits.max_conducted_dbm is not None:
+        return min(conducted_dbm, limits.max_conducted_dbm)
+    return conducted_dbm

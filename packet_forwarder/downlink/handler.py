@@ -30,7 +30,7 @@ from packet_forwarder.chirpstack import (
     unmarshal,
 )
 from packet_forwarder.downlink.airtime import packet_time_on_air_us
-from packet_forwarder.downlink.checks import Refusal, TxLimits, check_request
+from packet_forwarder.downlink.checks import Refusal, TxLimits, check_request, fit_power
 from packet_forwarder.downlink.clock import RadioNow
 from packet_forwarder.downlink.duty_cycle import DutyCycle
 from packet_forwarder.downlink.gps import GpsClock
@@ -76,8 +76,27 @@ class DownlinkCounters:
     emitted: int = 0
     per_status: Counter[str] = field(default_factory=Counter)
     per_frequency: Counter[int] = field(default_factory=Counter)
-    per_modulation: Counter[tuple[str, int, int, int]] = field(default_factory=Counter)
+    per_modulation: Counter[tuple[str, int, int, int, str]] = field(default_factory=Counter)
+    """(modulation, spreading factor, bandwidth Hz, FSK bit rate, code rate) of emitted packets."""
     dropped: Counter[str] = field(default_factory=Counter)
+    power_clamped: int = 0
+    """Items sent at a lower power than requested because the board's table stops below it."""
+
+
+def final_status(outcomes: list[ItemOutcome]) -> TxStatus:
+    """The one status a downlink counts under in ``tx_packets_per_status``.
+
+    OK when an item was queued, else the last refusal: the way Concentratord's
+    ``handle_downlink`` (chirpstack-concentratord-sx1302 ``src/handler/command.rs``)
+    keeps one ``stats_tx_status`` per frame, so the later IGNORED items are not counted.
+    """
+    status = TxStatus.IGNORED
+    for o in outcomes:
+        if o.status is TxStatus.OK:
+            return o.status
+        if o.status is not TxStatus.IGNORED:
+            status = o.status
+    return status
 
 
 class DownlinkHandler:
@@ -136,11 +155,12 @@ class DownlinkHandler:
                               self._ack(frame.downlink_id, outcomes))
 
     def _log_refusals(self, downlink_id: int, outcomes: list[ItemOutcome]) -> None:
-        """Count every status; one warning line per downlink (never one per item), which
-        the daemon's log limiter caps, so a flood of bad downlinks cannot flood the log."""
+        """Count the downlink's final status; one warning line per downlink (never one per
+        item), which the daemon's log limiter caps, so a flood of bad downlinks cannot
+        flood the log."""
+        self.counters.per_status[final_status(outcomes).name] += 1
         refused = []
         for i, o in enumerate(outcomes):
-            self.counters.per_status[o.status.name] += 1
             if o.status not in (TxStatus.OK, TxStatus.IGNORED):
                 refused.append(f"item {i}: {o.status.name} ({o.reason[:120]})")
         if refused:
@@ -176,6 +196,14 @@ class DownlinkHandler:
         refusal = check_request(req, self.region, self.limits)
         if refusal is not None:
             return ItemOutcome(refusal.status, refusal.reason), None
+        power = fit_power(req.packet.power_dbm, self.limits)
+        if isinstance(power, Refusal):
+            return ItemOutcome(power.status, power.reason), None
+        if power != req.packet.power_dbm:
+            self.counters.power_clamped += 1
+            self._log.debug("downlink %d: %d dBm conducted asked, %d dBm sent (board table)",
+                            downlink_id, req.packet.power_dbm, power)
+            req = replace(req, packet=replace(req.packet, power_dbm=power))
         if now is None:
             return ItemOutcome(TxStatus.INTERNAL_ERROR, "concentrator not running"), None
         start = self._start(req, now)
@@ -277,7 +305,7 @@ class DownlinkHandler:
         self.counters.emitted += 1
         self.counters.per_frequency[p.frequency_hz] += 1
         self.counters.per_modulation[(p.modulation.value, p.spreading_factor, p.bandwidth_hz,
-                                      p.datarate_bps)] += 1
+                                      p.datarate_bps, p.code_rate)] += 1
 
     def channel_busy(self, item: QueueItem) -> gw_pb2.DownlinkTxAck:
         """LBT found the channel busy at TX time: retire the packet and build the follow-up

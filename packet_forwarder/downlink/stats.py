@@ -5,6 +5,7 @@ from __future__ import annotations
 from chirpstack_api.common import common_pb2
 from chirpstack_api.gw import gw_pb2
 
+from packet_forwarder.chirpstack import set_modulation
 from packet_forwarder.downlink.duty_cycle import DutyCycle
 from packet_forwarder.downlink.handler import DownlinkCounters
 from packet_forwarder.regions.model import Region
@@ -23,13 +24,10 @@ def fill_tx_stats(stats: gw_pb2.GatewayStats, counters: DownlinkCounters,
         stats.tx_packets_per_frequency[freq] = n
     for name, n in counters.per_status.items():
         stats.tx_packets_per_status[name] = n
-    for (modulation, sf, bw, rate), n in counters.per_modulation.items():
+    for (modulation, sf, bw, rate, code_rate), n in counters.per_modulation.items():
         entry = stats.tx_packets_per_modulation.add(count=n)
-        if modulation == "LORA":
-            entry.modulation.lora.spreading_factor = sf
-            entry.modulation.lora.bandwidth = bw
-        else:
-            entry.modulation.fsk.datarate = rate
+        set_modulation(entry.modulation, modulation, sf, bw, rate, code_rate)
+    stats.metadata["tx_power_clamped"] = str(counters.power_clamped)
     if duty_cycle is None or not region.sub_bands:
         return
     dc = stats.duty_cycle_stats
