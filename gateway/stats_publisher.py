@@ -77,9 +77,21 @@ class StatsPublisher:
         self._downlink = downlink
 
     async def run(self) -> None:
+        last_error = ""
         while True:
             await asyncio.sleep(self.interval_s)
-            msg = build_stats(self._gateway_id, self._counters, self._buffer.stats(),
-                              self._downlink)
-            if not self._link.publish(self._topic, marshal(msg, self._marshaler), qos=0):
+            try:
+                msg = build_stats(self._gateway_id, self._counters, self._buffer.stats(),
+                                  self._downlink)
+                payload = marshal(msg, self._marshaler)
+            except Exception as exc:  # e.g. a chirpstack-api without a field we fill
+                # Without stats ChirpStack shows the gateway offline: never fail silently,
+                # and say it once per distinct cause rather than every interval.
+                if repr(exc) != last_error:
+                    last_error = repr(exc)
+                    log.error("stats_not_built", error=last_error,
+                              hint="check the installed chirpstack-api version")
+                continue
+            last_error = ""
+            if not self._link.publish(self._topic, payload, qos=0):
                 log.debug("stats_skipped", reason="backhaul down")

@@ -93,7 +93,7 @@ def test_ok_then_ignored_and_the_packet_is_ready() -> None:
 def test_falls_back_to_the_next_item_when_the_first_is_refused() -> None:
     h = make_handler()
     f = frame()
-    add_item(f, freq=868_650_000, context=CTX)                              # TX_FREQ
+    add_item(f, freq=870_500_000, context=CTX)                              # TX_FREQ
     add_item(f, freq=869_525_000, sf=12, delay_us=2_000_000, context=CTX)   # RX2
     add_item(f, context=CTX)
     assert statuses(h, f) == [S.TX_FREQ, S.OK, S.IGNORED]

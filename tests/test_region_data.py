@@ -69,7 +69,7 @@ def test_as923_groups_are_offsets_of_group_one() -> None:
 @pytest.mark.parametrize(("name", "freq", "ok"), [
     ("EU868", 869_525_000, True),
     ("EU868", 868_100_000, True),
-    ("EU868", 868_650_000, False),   # gap between ETSI sub-bands
+    ("EU868", 868_650_000, True),    # between ETSI sub-bands: lrwn allows 16 dBm there
     ("EU868", 862_000_000, False),
     ("US915", 923_900_000, True),
     ("US915", 923_400_000, False),   # off the 600 kHz downlink grid
@@ -132,3 +132,38 @@ def test_parse_region_names_the_broken_key(mutate: Any, needle: str) -> None:
 def test_unknown_region_is_a_region_error() -> None:
     with pytest.raises(RegionError, match="EU868"):
         load_region("XX999")
+
+
+@pytest.mark.parametrize("freq", [868_650_000, 869_300_000, 869_675_000])
+def test_eu868_frequencies_between_sub_bands_allow_16_dbm(freq: int) -> None:
+    eu = load_region("EU868")
+    band = eu.sub_band_for(freq)
+    assert band is not None and band.max_eirp_dbm == 16 and band.duty_cycle == 0.001
+    assert eu.max_eirp_for(869_525_000) == 29
+
+
+@pytest.mark.parametrize(("name", "up_down"), [
+    ("EU868", (True, True)), ("AS923-1", (True, True)), ("AS923-4", (True, True)),
+    ("IN865", (True, True)), ("KR920", (True, False)),
+])
+def test_sf6_sf5_are_dr12_dr13_and_stay_out_of_the_default_plan(
+        name: str, up_down: tuple[bool, bool]) -> None:
+    region = load_region(name)
+    for index, sf in ((12, 6), (13, 5)):
+        dr = region.data_rate(index)
+        assert dr is not None and (dr.spreading_factor, dr.bandwidth_hz) == (sf, 125_000)
+        assert (dr.uplink, dr.downlink) == up_down
+    assert min(min(c.spreading_factors) for c in region.default_channel_plan().multi_sf) == 7
+
+
+def test_us915_au915_sf6_500khz_downlink_is_dr14() -> None:
+    for name in ("US915", "AU915"):
+        dr = load_region(name).downlink_data_rate(Modulation.LORA, spreading_factor=6,
+                                                  bandwidth_hz=500_000)
+        assert dr is not None and dr.index == 14 and not dr.uplink
+
+
+def test_au915_beacon_rfu_and_as923_2_rx2_as_chirpstack_ships_them() -> None:
+    au = load_region("AU915").beacon
+    assert au is not None and au.rfu1_bytes == 3
+    assert load_region("AS923-2").rx2.data_rate == 0

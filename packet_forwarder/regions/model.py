@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from hal.types import Channel, ChannelPlan, Modulation
 
+MIN_DEFAULT_PLAN_SF = 7
+
 
 @dataclass(frozen=True, slots=True)
 class DataRate:
@@ -231,6 +233,9 @@ class Region:
         return ChannelPlan(multi_sf=multi, lora_service=service, fsk=fsk)
 
     def _uplink_sfs(self, bandwidth_hz: int) -> tuple[int, ...]:
+        """SF7 and up: the default plan listens as ChirpStack's shipped channel plans do
+        (``spreading_factors = [7, ...]``); SF5/SF6 channels come with a ``command/config``."""
         return tuple(sorted({d.spreading_factor for d in self.data_rates
                              if d.uplink and d.modulation is Modulation.LORA
-                             and d.bandwidth_hz == bandwidth_hz}))
+                             and d.bandwidth_hz == bandwidth_hz
+                             and d.spreading_factor >= MIN_DEFAULT_PLAN_SF}))
