@@ -434,3 +434,13 @@ def test_unknown_json_fields_in_command_down_are_ignored() -> None:
     result = h.handle(_with_unknown_fields(marshal(f, JSON)), NOW)
     assert [o.status for o in result.outcomes] == [S.OK]
     assert result.encoding == JSON and result.scheduled is not None
+
+
+def test_a_clamped_item_that_is_not_sent_is_not_counted_as_clamped() -> None:
+    h = make_handler(limits=TxLimits(power_steps_dbm=TABLE))
+    f = frame()
+    add_item(f, freq=869_525_000, sf=12, power=29, delay_us=1_000,
+             context=uplink_ctx(NOW.count_us - 500_000))                 # too late
+    add_item(f, freq=869_525_000, sf=12, power=29, delay_us=2_000_000, context=CTX)
+    assert statuses(h, f) == [S.TOO_LATE, S.OK]
+    assert h.counters.power_clamped == 1

@@ -199,17 +199,20 @@ class DownlinkHandler:
         power = fit_power(req.packet.power_dbm, self.limits)
         if isinstance(power, Refusal):
             return ItemOutcome(power.status, power.reason), None
-        if power != req.packet.power_dbm:
-            self.counters.power_clamped += 1
-            self._log.debug("downlink %d: %d dBm conducted asked, %d dBm sent (board table)",
-                            downlink_id, req.packet.power_dbm, power)
+        asked = req.packet.power_dbm
+        if power != asked:
             req = replace(req, packet=replace(req.packet, power_dbm=power))
         if now is None:
             return ItemOutcome(TxStatus.INTERNAL_ERROR, "concentrator not running"), None
         start = self._start(req, now)
         if isinstance(start, Refusal):
             return ItemOutcome(start.status, start.reason), None
-        return self._enqueue(req, start, now, downlink_id)
+        outcome, queued = self._enqueue(req, start, now, downlink_id)
+        if queued is not None and power != asked:   # counted once per packet that goes out
+            self.counters.power_clamped += 1
+            self._log.debug("downlink %d: %d dBm conducted asked, %d dBm sent (board table)",
+                            downlink_id, asked, power)
+        return outcome, queued
 
     def _start(self, req: ItemRequest, now: RadioNow) -> int | Refusal | None:
         """Counter value at which to start; None for "immediately"; or why it cannot be timed."""
