@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -167,3 +169,21 @@ def test_au915_beacon_rfu_and_as923_2_rx2_as_chirpstack_ships_them() -> None:
     au = load_region("AU915").beacon
     assert au is not None and au.rfu1_bytes == 3
     assert load_region("AS923-2").rx2.data_rate == 0
+
+
+@pytest.mark.parametrize(("name", "indexes"), [
+    ("EU868", {8, 9, 10, 11}), ("US915", {5, 6}), ("AU915", {7})])
+def test_lr_fhss_rates_are_receive_only_entries(name: str, indexes: set[int]) -> None:
+    region = load_region(name)
+    assert {r.index for r in region.lr_fhss_rates} == indexes
+    assert not indexes & {d.index for d in region.data_rates}
+    assert all(r.occupied_channel_width_hz in (137_000, 336_000, 1_523_000)
+               for r in region.lr_fhss_rates)
+
+
+def test_lr_fhss_index_clashing_with_a_data_rate_is_refused() -> None:
+    raw = tomllib.loads(resources.files("packet_forwarder.regions").joinpath(
+        "data", "eu868.toml").read_text(encoding="utf-8"))
+    raw["lr_fhss_data_rates"][0]["index"] = 5
+    with pytest.raises(ValueError, match="duplicate"):
+        parse_region(raw)

@@ -19,6 +19,7 @@ from packet_forwarder.regions.model import (
     FrequencyGrid,
     FskChannel,
     Lbt,
+    LrFhssRate,
     Region,
     Rx2,
     ServiceChannel,
@@ -29,6 +30,7 @@ from packet_forwarder.regions.model import (
 T = TypeVar("T")
 _DATA = "data"
 _LORA_BANDWIDTHS = (125_000, 250_000, 500_000)
+_LR_FHSS_CODE_RATES = ("1/3", "2/3", "2/6", "4/6")
 
 
 class RegionError(ValueError):
@@ -141,6 +143,16 @@ def _beacon(t: Mapping[str, Any]) -> BeaconSpec:
                       _get(t, "rfu1_bytes", int, "beacon."), _get(t, "rfu2_bytes", int, "beacon."))
 
 
+def _lr_fhss(t: Mapping[str, Any]) -> LrFhssRate:
+    where = f"lr_fhss_data_rates[{t.get('index')}]."
+    rate = LrFhssRate(_get(t, "index", int, where), _get(t, "coding_rate", str, where),
+                      _get(t, "occupied_channel_width_hz", int, where))
+    if rate.coding_rate not in _LR_FHSS_CODE_RATES or rate.occupied_channel_width_hz <= 0:
+        raise ValueError(f"{where} coding rate {rate.coding_rate!r} / width "
+                         f"{rate.occupied_channel_width_hz} Hz is not an LR-FHSS data rate")
+    return rate
+
+
 def parse_region(raw: Mapping[str, Any]) -> Region:
     """Build a :class:`Region` from a parsed data file and check it is self-consistent."""
     band = raw["band_hz"]
@@ -162,6 +174,7 @@ def parse_region(raw: Mapping[str, Any]) -> Region:
         lbt=Lbt(bool(lbt.get("required", False)), lbt.get("rssi_target_dbm"),
                 lbt.get("scan_time_us")),
         beacon=_opt(raw, "beacon", _beacon),
+        lr_fhss_rates=tuple(_lr_fhss(d) for d in raw.get("lr_fhss_data_rates", ())),
     )
     check_region(region)
     return region
@@ -169,9 +182,9 @@ def parse_region(raw: Mapping[str, Any]) -> Region:
 
 def check_region(region: Region) -> None:
     """Cross-field checks: every referenced data rate exists, every frequency is in the band."""
-    indexes = [d.index for d in region.data_rates]
+    indexes = [d.index for d in region.data_rates] + [d.index for d in region.lr_fhss_rates]
     if len(set(indexes)) != len(indexes):
-        raise ValueError("data_rates has duplicate indexes")
+        raise ValueError("data_rates and lr_fhss_data_rates have duplicate indexes")
     low, high = region.band_hz
     in_band = [("rx2.frequency_hz", region.rx2.frequency_hz)]
     in_band += [("uplink.default_channels_hz", f) for f in region.default_uplink_hz]

@@ -39,6 +39,19 @@ class DataRate:
 
 
 @dataclass(frozen=True, slots=True)
+class LrFhssRate:
+    """An LR-FHSS uplink data rate: receive-only, and only for chips that demodulate it.
+
+    Kept so the region's data-rate numbering is complete (ChirpStack's per-data-rate
+    charts and ``LinkADRReq`` count them); no downlink ever uses one.
+    """
+
+    index: int
+    coding_rate: str
+    occupied_channel_width_hz: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubBand:
     """A regulatory sub-band: duty-cycle limit (a fraction, None for none) and power limit."""
 
@@ -160,6 +173,7 @@ class Region:
     rx2: Rx2
     lbt: Lbt
     beacon: BeaconSpec | None
+    lr_fhss_rates: tuple[LrFhssRate, ...] = ()
 
     def data_rate(self, index: int) -> DataRate | None:
         return next((d for d in self.data_rates if d.index == index), None)
