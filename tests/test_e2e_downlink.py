@@ -109,7 +109,8 @@ def test_malformed_commands_give_one_line_and_an_ack_when_addressable(
     gw, ns = setup
     broken_proto = bytes([0x18, 104]) + bytes([0x2A, 0x05, 0x01])  # downlink_id=104, cut item
     broken_json = marshal(gw_pb2.DownlinkFrame(downlink_id=105, gateway_id=GATEWAY_ID), JSON)
-    broken_json = broken_json.replace(b"}", b', "items": [{"bogus": 1}]}')
+    # a known field of the wrong type (unknown fields are ignored, as ChirpStack's readers do)
+    broken_json = broken_json.replace(b"}", b', "items": [{"phyPayload": 12}]}')
     ns.command("down", broken_proto)
     ns.command("down", broken_json)
     ns.command("down", b"\xff\xfe\xfd")                   # nothing readable: no ack
