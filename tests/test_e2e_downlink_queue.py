@@ -10,6 +10,8 @@ from packet_forwarder.downlink.jit import JitConfig, JitQueue, QueueItem
 from packet_forwarder.downlink.status import TxStatus
 
 CFG = JitConfig(guard_us=45_000)
+GAP = CFG.guard_us + CFG.load_margin_us
+"""A packet's end to the next one's start: the guard, then the time to load the next one."""
 TOA = 150_000
 
 
@@ -34,18 +36,18 @@ def test_class_c_after_a_load_is_placed_after_the_packet_on_air() -> None:
     q, first, now = loaded_first()
     status, second = q.schedule_immediate(item(0, 2), now)
     assert status is TxStatus.OK
-    assert second.start >= first.start + TOA + CFG.guard_us
+    assert second.start >= first.start + TOA + GAP
 
 
 def test_class_a_on_top_of_the_packet_on_air_is_a_collision() -> None:
     q, first, now = loaded_first()
     assert q.schedule(item(first.start + TOA // 2, 3), now) is TxStatus.COLLISION_PACKET
-    assert q.schedule(item(first.start + TOA + CFG.guard_us + 1, 4), now) is TxStatus.OK
+    assert q.schedule(item(first.start + TOA + GAP + 1, 4), now) is TxStatus.OK
 
 
 def test_a_packet_that_has_left_no_longer_blocks() -> None:
     q, first, _ = loaded_first()
-    after = first.start + TOA + CFG.guard_us + 1
+    after = first.start + TOA + GAP + 1
     status, placed = q.schedule_immediate(item(0, 5), after)
     assert status is TxStatus.OK and placed.start == after + CFG.immediate_lead_us
 

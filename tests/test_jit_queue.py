@@ -16,6 +16,8 @@ from packet_forwarder.downlink.status import TxStatus
 
 TOA = 50_000
 CFG = JitConfig()
+GAP = CFG.guard_us + CFG.load_margin_us
+"""From one packet's end to the next one's start: the guard, then the time to load it."""
 
 
 def item(start: int, toa: int = TOA, kind: ItemKind = ItemKind.DOWNLINK, tag: int = 0) -> QueueItem:
@@ -42,17 +44,17 @@ def test_lead_limits(lead: int, status: TxStatus) -> None:
     assert JitQueue().schedule(item(now + lead), now) is status
 
 
-def test_collision_is_overlap_plus_guard() -> None:
+def test_collision_is_overlap_plus_guard_and_load_time() -> None:
     q = JitQueue()
     now = 0
     t = 1_000_000
     assert q.schedule(item(t), now) is TxStatus.OK
-    end = t + TOA + CFG.guard_us
+    end = t + TOA + GAP
     assert q.schedule(item(end - 1), now) is TxStatus.COLLISION_PACKET
-    assert q.schedule(item(t - TOA - CFG.guard_us + 1), now) is TxStatus.COLLISION_PACKET
+    assert q.schedule(item(t - TOA - GAP + 1), now) is TxStatus.COLLISION_PACKET
     assert q.schedule(item(t + 10_000, toa=1000), now) is TxStatus.COLLISION_PACKET
     assert q.schedule(item(end), now) is TxStatus.OK
-    assert q.schedule(item(t - TOA - CFG.guard_us), now) is TxStatus.OK
+    assert q.schedule(item(t - TOA - GAP), now) is TxStatus.OK
     assert len(q) == 3
 
 
@@ -121,11 +123,11 @@ def test_immediate_takes_the_first_free_gap() -> None:
     q.schedule(item(first + 20_000, tag=1), now)      # blocks the earliest slot
     status, placed = q.schedule_immediate(item(0, tag=2), now)
     assert status is TxStatus.OK
-    assert placed.start == first + 20_000 + TOA + CFG.guard_us
+    assert placed.start == first + 20_000 + TOA + GAP
     assert placed.packet.timing is TxTiming.TIMESTAMPED
     status, placed2 = q.schedule_immediate(item(0, tag=3), now)
     assert status is TxStatus.OK
-    assert placed2.start == placed.start + TOA + CFG.guard_us
+    assert placed2.start == placed.start + TOA + GAP
     starts = [i.start for i in q.snapshot(now)]
     assert starts == sorted(starts) and len(starts) == 3
 
@@ -166,10 +168,24 @@ def test_a_loaded_packet_still_blocks_its_slot_until_it_has_ended() -> None:
     just_before = start - CFG.immediate_lead_us + 1_000
     status, placed = q.schedule_immediate(item(0, tag=3), just_before)
     assert status is TxStatus.OK
-    assert placed.start == start + TOA + CFG.guard_us
+    assert placed.start == start + TOA + GAP
     # once it has ended (plus the guard) it is forgotten
-    later = start + TOA + CFG.guard_us + 1
+    later = start + TOA + GAP + 1
     assert q.in_flight(later) == []
-    assert q.schedule(item(later + CFG.immediate_lead_us, tag=4), later) is TxStatus.OK
+    assert q.schedule(item(placed.start + TOA + GAP, tag=4), later) is TxStatus.OK
     q.clear()
     assert q.in_flight(later) == []
+
+
+def test_back_to_back_packets_leave_time_to_load_the_second_after_the_first_ends() -> None:
+    """The chip takes the next packet only once the previous one has left; it is loaded
+    ``load_margin_us`` before its start, so that much free time must follow the guard."""
+    q = JitQueue()
+    start = 1_000_000
+    assert q.schedule(item(start, tag=1), 0) is TxStatus.OK
+    too_close = start + TOA + CFG.guard_us + CFG.load_margin_us // 2
+    assert q.schedule(item(too_close, tag=2), 0) is TxStatus.COLLISION_PACKET
+    status, placed = q.schedule_immediate(item(0, tag=3), start - CFG.immediate_lead_us)
+    assert status is TxStatus.OK
+    # when it is due (load margin before its start) the first packet has ended
+    assert signed_delta(placed.start - CFG.load_margin_us, start + TOA) >= CFG.guard_us

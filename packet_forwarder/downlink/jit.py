@@ -58,7 +58,11 @@ class JitConfig:
     max_advance_us: int = 512_000_000
     """A request starting later than this is TOO_EARLY."""
     guard_us: int = 1_000
-    """Silence kept between two packets."""
+    """Silence kept between two packets. The next packet's start is further kept
+    ``load_margin_us`` after that, since it is loaded that long before it starts and the
+    chip takes it only once the previous one has left: the reference forwarder's
+    jit_enqueue spaces packets by the same pre-delay (sx1302_hal packet_forwarder
+    ``jitqueue.c``, TX_JIT_DELAY + TX_START_DELAY before, TX_MARGIN_DELAY after)."""
     beacon_guard_us: int = 3_000_000
     """No downlink may end within this long before a beacon."""
     beacon_reserved_us: int = 2_120_000
@@ -221,7 +225,8 @@ class JitQueue:
                 return TxStatus.COLLISION_BEACON
             return None
         begins = signed_delta(b.start, a.start)
-        if -(b.toa_us + cfg.guard_us) < begins < a.toa_us + cfg.guard_us:
+        gap = self._gap_us
+        if -(b.toa_us + gap) < begins < a.toa_us + gap:
             return TxStatus.COLLISION_BEACON if a.kind is ItemKind.BEACON else (
                 TxStatus.COLLISION_PACKET)
         return None
@@ -230,4 +235,9 @@ class JitQueue:
         """The first counter value after ``other`` at which a new downlink may start."""
         if other.kind is ItemKind.BEACON:
             return other.start + max(self.config.beacon_reserved_us, other.toa_us)
-        return other.start + other.toa_us + self.config.guard_us
+        return other.start + other.toa_us + self._gap_us
+
+    @property
+    def _gap_us(self) -> int:
+        """End of one packet to the start of the next: guard, then the next one's loading."""
+        return self.config.guard_us + self.config.load_margin_us
