@@ -1,5 +1,6 @@
 """The real daemon (emulated chip, real Mosquitto) against a ChirpStack stand-in built from
-ChirpStack's source (see ``tests/chirpstack_standin.py`` for which file each behaviour follows).
+ChirpStack's source (see ``tests/support/chirpstack_standin.py`` for which file each behaviour
+follows).
 
 With ChirpStack's default settings (region default EIRP, rx_window 0, RX1 delay 1 s,
 join-accept delays 5/6 s) every kind of downlink must end in an OK ack on a board whose
@@ -24,10 +25,14 @@ from gateway.config import load_config
 from gateway.daemon import Daemon
 from hal.emulator.chip import Sx1302Emulator
 from hal.emulator.transmit import TxLogEntry
-from packet_forwarder.regions import load_region
-from tests.broker import MosquittoBroker
-from tests.chirpstack_standin import REGIONS, ChirpStackStandIn, RegionDefaults, ack_outcome
-from tests.gateway_proc import write_config
+from tests.support.broker import MosquittoBroker
+from tests.support.chirpstack_standin import (
+    REGIONS,
+    ChirpStackStandIn,
+    RegionDefaults,
+    ack_outcome,
+)
+from tests.support.gateway_proc import write_config
 
 BOARD_MAX_DBM = 27
 """The emulated board's strongest TX gain table step (hardware/boards/emulator.toml)."""
@@ -37,15 +42,9 @@ FREQ_TOLERANCE_HZ = 2 * 32_000_000 / 2**19
 _fcnt = itertools.count(1)
 
 
-def _kr920_case() -> object:
-    if load_region("KR920").lbt.required:
-        return pytest.param("KR920", marks=pytest.mark.xfail(
-            reason="KR920 still refuses every downlink TX_FREQ without LBT hardware; "
-                   "sending without LBT on an LBT-less board lands with issue 15", strict=False))
-    return "KR920"
-
-
-CASES = [*(name for name in REGIONS if name != "KR920"), _kr920_case()]
+CASES = list(REGIONS)
+"""KR920 included: a board without an SX1261 sends without LBT unless the config says
+``[concentrator.lbt] refuse_without`` (issue 15); ChirpStack has no LBT notion."""
 
 
 @asynccontextmanager
@@ -65,8 +64,8 @@ async def gateway(tmp_path: Path, broker: MosquittoBroker, region: RegionDefault
 
 
 def emulator(daemon: Daemon) -> Sx1302Emulator:
-    assert daemon.emulator is not None
-    return daemon.emulator
+    assert daemon.radio is not None and daemon.radio.emulator is not None
+    return daemon.radio.emulator
 
 
 async def uplink(daemon: Daemon, cs: ChirpStackStandIn, *,
