@@ -145,6 +145,6 @@ def test_unknown_json_fields_in_command_config_are_ignored() -> None:
     doc["futureTopLevel"] = 1
     for ch in doc["channels"]:
         ch["futureChannelField"] = {"x": [1, 2]}
-    result = parse_gateway_configuration(json.dumps(doc).encode(), EU, GW)
+    result = parse_gateway_configuration(json.dumps(doc).encode(), EU, GW, fits=radio_fits)
     assert result.error is None and result.version == "cfg-future"
     assert result.plan == EU868_DEFAULT_PLAN
