@@ -221,12 +221,18 @@ def test_power_takes_the_strongest_table_step_at_or_below_the_request(asked: int
     assert h.counters.power_clamped == (asked != sent)
 
 
-def test_power_below_the_weakest_step_is_refused() -> None:
+def test_power_below_the_weakest_step_goes_out_at_it_unless_the_region_forbids() -> None:
     h = make_handler(limits=TxLimits(power_steps_dbm=TABLE))
-    f = frame()
-    add_item(f, power=10, context=CTX)
-    assert statuses(h, f) == [S.TX_POWER]
-    assert h.counters.per_status == {"TX_POWER": 1}
+    f = frame(1)
+    add_item(f, power=10, context=CTX)                  # 12 dBm ≤ 16 dBm EIRP at 868.1 MHz
+    result = h.handle(marshal(f, PROTOBUF), NOW)
+    assert result.scheduled is not None and result.scheduled.packet.power_dbm == 12
+    assert h.counters.power_clamped == 0                # raised, not clamped
+    strong = make_handler(limits=TxLimits(power_steps_dbm=(20, 27)))
+    f = frame(2)
+    add_item(f, power=10, context=CTX)                  # 20 dBm > 16 dBm EIRP
+    assert statuses(strong, f) == [S.TX_POWER]
+    assert strong.counters.per_status == {"TX_POWER": 1}
 
 
 def test_one_final_status_per_downlink_is_counted() -> None:

@@ -11,8 +11,9 @@ entry not above the request) and ChirpStack Concentratord, :func:`fit_power` pic
 the strongest step of the board's power table at or below the request. ChirpStack
 asks for its region's default EIRP (lrwn ``get_downlink_tx_power_eirp``: 29 dBm on
 EU868 869.4-869.65 MHz, 30 dBm in AU915 and IN865), more than most boards make; a
-refusal there would lose every RX2 and class C downlink. Only a request below the
-table's weakest step is refused (sending it would emit more than asked).
+refusal there would lose every RX2 and class C downlink. A request below the table's
+weakest step goes out at that step, as the reference HAL does (its loop stops at entry
+0), unless that step is above the region's EIRP limit there: then TX_POWER.
 Where the region requires listen-before-talk (KR920) and the gateway cannot do it,
 downlinks go out without it unless the configuration opts in to refusing them
 (``refuse_without_lbt``): then every downlink is TX_FREQ.
@@ -113,23 +114,30 @@ def check_request(req: ItemRequest, region: Region, limits: TxLimits) -> Refusal
     return None
 
 
-def fit_power(conducted_dbm: int, limits: TxLimits) -> int | Refusal:
+def fit_power(conducted_dbm: int, limits: TxLimits) -> int:
     """The conducted power to send for a request of ``conducted_dbm``: see the module docstring.
 
-    The strongest table step at or below the request (the request itself when the
-    table is unknown and it is within ``max_conducted_dbm``); TX_POWER only when the
-    request is below everything the board can make.
+    The strongest table step at or below the request, or the weakest step when the
+    request is below them all (the caller checks that against the regional limit);
+    without a table, the request bounded by ``min/max_conducted_dbm``.
     """
     steps = limits.power_steps_dbm
     if steps:
         fitting = [s for s in steps if s <= conducted_dbm]
-        if not fitting:
-            return Refusal(TxStatus.TX_POWER, f"{conducted_dbm} dBm conducted below the "
-                                              f"board's weakest step {min(steps)} dBm")
-        return max(fitting)
-    if limits.min_conducted_dbm is not None and conducted_dbm < limits.min_conducted_dbm:
-        return Refusal(TxStatus.TX_POWER, f"{conducted_dbm} dBm conducted below the board's "
-                                          f"{limits.min_conducted_dbm} dBm")
+        return max(fitting) if fitting else min(steps)
+    if limits.min_conducted_dbm is not None:
+        conducted_dbm = max(conducted_dbm, limits.min_conducted_dbm)
     if limits.max_conducted_dbm is not None:
-        return min(conducted_dbm, limits.max_conducted_dbm)
+        conducted_dbm = min(conducted_dbm, limits.max_conducted_dbm)
     return conducted_dbm
+
+
+def raised_power_refusal(req: ItemRequest, power_dbm: int, region: Region,
+                         limits: TxLimits) -> Refusal | None:
+    """TX_POWER when the board's weakest step, above the request, breaks the regional limit."""
+    eirp = power_dbm + limits.antenna_gain_dbi
+    max_eirp = region.max_eirp_for(req.packet.frequency_hz)
+    if power_dbm > req.packet.power_dbm and eirp > max_eirp:
+        return Refusal(TxStatus.TX_POWER, f"board's weakest step {power_dbm} dBm gives "
+                                          f"{eirp:g} dBm EIRP, above {max_eirp:g} dBm")
+    return None

@@ -30,7 +30,13 @@ from packet_forwarder.chirpstack import (
     unmarshal,
 )
 from packet_forwarder.downlink.airtime import packet_time_on_air_us
-from packet_forwarder.downlink.checks import Refusal, TxLimits, check_request, fit_power
+from packet_forwarder.downlink.checks import (
+    Refusal,
+    TxLimits,
+    check_request,
+    fit_power,
+    raised_power_refusal,
+)
 from packet_forwarder.downlink.clock import RadioNow
 from packet_forwarder.downlink.duty_cycle import DutyCycle
 from packet_forwarder.downlink.gps import GpsClock
@@ -197,8 +203,9 @@ class DownlinkHandler:
         if refusal is not None:
             return ItemOutcome(refusal.status, refusal.reason), None
         power = fit_power(req.packet.power_dbm, self.limits)
-        if isinstance(power, Refusal):
-            return ItemOutcome(power.status, power.reason), None
+        refusal = raised_power_refusal(req, power, self.region, self.limits)
+        if refusal is not None:
+            return ItemOutcome(refusal.status, refusal.reason), None
         asked = req.packet.power_dbm
         if power != asked:
             req = replace(req, packet=replace(req.packet, power_dbm=power))
@@ -209,7 +216,7 @@ class DownlinkHandler:
             return ItemOutcome(start.status, start.reason), None
         outcome, queued = self._enqueue(req, start, now, downlink_id)
         if queued is not None and power != asked:   # counted once per packet that goes out
-            self.counters.power_clamped += 1
+            self.counters.power_clamped += power < asked
             self._log.debug("downlink %d: %d dBm conducted asked, %d dBm sent (board table)",
                             downlink_id, asked, power)
         return outcome, queued
