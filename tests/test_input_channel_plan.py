@@ -52,7 +52,8 @@ def with_channel(frequency: int, bandwidth: int, sfs: list[int]) -> bytes:
 PLAN_SEEDS: dict[str, tuple[bytes, str]] = {
     "fsk_only_1bps_0hz": (fsk_only(), "FSK bandwidth"),
     "fsk_only_good_rate": (fsk_only(50_000, 125_000), "no LoRa multi-SF"),
-    "lora_sf5_eu868": (with_channel(868_100_000, 125_000, [5, 6]), "uplink data rates"),
+    # SF5/SF6 are EU868 uplink data rates at 125 kHz since RP002-1.0.5 (DR12/13), not at 250
+    "lora_sf5_250khz_eu868": (with_channel(868_100_000, 250_000, [5, 6]), "uplink data rates"),
     "lora_bw_7khz": (with_channel(868_100_000, 7_000, [7]), "uplink data rates"),
     "version_1mb": (_configuration("v" * 1_000_000, NEW_PLAN_HZ), "version of 1000000"),
     "version_control_chars": (_configuration("v2\n\x1b[31m", NEW_PLAN_HZ), "printable"),
