@@ -148,6 +148,17 @@ class Backlog:
             self.unpersisted.pop(seq, None)
         return True
 
+    def reject(self, seq: int, generation: int) -> Entry | None:
+        """The sink can never send this in-flight record: forget it (it goes to the
+        quarantine at the next commit); the device's later records go on."""
+        entry = self.resident.get(seq)
+        if entry is None or entry.state != IN_FLIGHT or entry.generation != generation:
+            return None
+        del self.resident[seq]
+        self.unpersisted.pop(seq, None)
+        self.dropped["quarantined"] += 1
+        return entry
+
     def nack(self, seq: int, generation: int) -> bool:
         """Put a failed record back; it is the oldest of its device still owed, so priority."""
         entry = self.resident.get(seq)
@@ -204,12 +215,17 @@ class Backlog:
             self.drop(entry, "max_age")
 
     def apply_store_drops(self, dropped: list[Dropped]) -> None:
-        """Account for rows the store removed to keep its bounds."""
+        """Account for rows the store removed to keep its bounds, or quarantined."""
         for d in dropped:
             if d.seq in self.to_delete:
                 self.to_delete.discard(d.seq)  # acknowledged or already dropped
                 continue
             entry = self.resident.get(d.seq)
+            if entry is not None and d.reason == "quarantined":
+                # The disk copy was damaged; the one in memory is sound: write it again.
+                entry.persisted = False
+                self.unpersisted[d.seq] = None
+                continue
             if entry is None:
                 self.disk_only -= 1
                 self._waiting[d.device] -= 1
@@ -259,8 +275,14 @@ class Backlog:
         self._backlog = [s for s in valid if s in self.resident]  # sorted: a valid heap
         return len(evicted)
 
-    def load(self, rows: list[UplinkRecord], limit: int) -> None:
-        """Rows read back from disk after the cursor; fewer than ``limit`` means the end."""
+    def load(self, rows: list[UplinkRecord], limit: int, *, scanned: int | None = None,
+             last_seq: int | None = None) -> None:
+        """Rows read back from disk after the cursor; fewer than ``limit`` means the end.
+
+        ``scanned``/``last_seq`` count rows read including those quarantined on the way
+        (already accounted by ``apply_store_drops``), so they neither end the read early
+        nor are read again.
+        """
         for record in rows:
             if record.seq in self.resident or record.seq in self.to_delete:
                 continue
@@ -269,7 +291,9 @@ class Backlog:
             self.disk_only -= 1
         if rows:
             self.cursor = max(self.cursor, rows[-1].seq)
-        if len(rows) < limit:
+        if last_seq is not None:
+            self.cursor = max(self.cursor, last_seq)
+        if (len(rows) if scanned is None else scanned) < limit:
             if self.disk_only != 0:
                 log.warning("buffer_disk_count_mismatch", expected=self.disk_only)
             self.disk_only = 0

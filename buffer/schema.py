@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from common.sqlite_migrate import Migration, NewerSchemaError, user_version
 from common.sqlite_migrate import migrate as migrate_steps
 
-__all__ = ["MIGRATIONS", "Migration", "NewerSchemaError", "migrate", "user_version"]
+__all__ = ["MIGRATIONS", "ForeignSchemaError", "Migration", "NewerSchemaError",
+           "adopt_unversioned", "check_shape", "migrate", "user_version"]
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -37,7 +38,104 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1,)
+def _v2(conn: sqlite3.Connection) -> None:
+    """A checksum per row and a quarantine for rows that fail it.
+
+    Rows written before v2 get their checksum computed here, so after the migration
+    a row without a valid one is damaged. The quarantine's columns carry no type on
+    purpose: a damaged row is kept exactly as it was found, whatever its types.
+    """
+    from buffer.records import checksum  # late: records imports nothing from here
+
+    conn.execute("ALTER TABLE frames ADD COLUMN crc INTEGER")
+    rows = conn.execute("SELECT seq, device, body, received_ns, monotonic_ns, boot_id,"
+                        " clock_synced FROM frames").fetchall()
+    updates = []
+    for row in rows:
+        try:
+            updates.append((checksum(*row), row[0]))
+        except (TypeError, ValueError, OverflowError):
+            continue  # left without a checksum: quarantined when first read
+    conn.executemany("UPDATE frames SET crc = ? WHERE seq = ?", updates)
+    conn.execute(
+        """CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            seq, device, body, received_ns, monotonic_ns, boot_id, clock_synced, size, crc,
+            reason TEXT NOT NULL,
+            quarantined_ns INTEGER NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+
+FRAME_TYPES = {"seq": "INTEGER", "device": "TEXT", "body": "BLOB", "received_ns": "INTEGER",
+               "monotonic_ns": "INTEGER", "boot_id": "TEXT", "clock_synced": "INTEGER",
+               "size": "INTEGER", "crc": "INTEGER"}
+FRAME_COLUMNS = tuple(FRAME_TYPES)
+"""Columns the store reads and writes; a ``frames`` table without one of them is foreign."""
+V1_COLUMNS = FRAME_COLUMNS[:-1]
+
+
+class ForeignSchemaError(Exception):
+    """The file holds tables this software did not write (or not in this shape)."""
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> dict[str, tuple[int, object]]:
+    """``name -> (notnull, default)`` of a table's columns; empty when it does not exist."""
+    rows = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    return {str(r[1]): (int(r[3]), r[4]) for r in rows}
+
+
+def _types(conn: sqlite3.Connection, table: str) -> dict[str, tuple[str, int]]:
+    """``name -> (declared type, primary-key position)``."""
+    rows = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    return {str(r[1]): (str(r[2]).upper(), int(r[5])) for r in rows}
+
+
+def adopt_unversioned(conn: sqlite3.Connection) -> bool:
+    """A file at ``user_version`` 0 that already has our v1 tables is marked v1.
+
+    Such a file comes from a copy made with tools that drop the header field (or
+    from a hand-made file). Its rows are kept: the v2 step then checksums them.
+    True when adopted; ``ForeignSchemaError`` when it holds tables of another shape.
+    """
+    if user_version(conn) != 0:
+        return False
+    tables = {str(r[0]) for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    if not tables:
+        return False
+    if tables == {"frames", "meta"} and tuple(_columns(conn, "frames")) == V1_COLUMNS \
+            and tuple(_columns(conn, "meta")) == ("key", "value"):
+        conn.execute("PRAGMA user_version = 1")
+        return True
+    raise ForeignSchemaError(f"user_version 0 but tables {sorted(tables)} exist")
+
+
+def check_shape(conn: sqlite3.Connection) -> None:
+    """Raise ``ForeignSchemaError`` unless ``frames`` can be read and written as ours.
+
+    Extra columns are tolerated when an insert can leave them out (nullable or with a
+    default), which is what a later migration adding a column looks like. Declared
+    types are compared too: one flipped bit in the stored ``CREATE TABLE`` text
+    (``PRIMAZY KEY``) passes ``quick_check`` yet turns ``seq`` into a plain column.
+    """
+    columns = _columns(conn, "frames")
+    types = _types(conn, "frames")
+    wrong = [name for name, want in FRAME_TYPES.items()
+             if name in types and types[name] != (want, 1 if name == "seq" else 0)]
+    if wrong:
+        raise ForeignSchemaError(f"frames columns of another type: {wrong}")
+    missing = [c for c in FRAME_COLUMNS if c not in columns]
+    blocking = [name for name, (notnull, default) in columns.items()
+                if name not in FRAME_COLUMNS and notnull and default is None]
+    if missing or blocking:
+        raise ForeignSchemaError(
+            f"frames table has columns {sorted(columns)}: missing {missing},"
+            f" unknown required {blocking}")
+    if not _columns(conn, "quarantine") or not _columns(conn, "meta"):
+        raise ForeignSchemaError("meta or quarantine table missing")
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,16 @@ from pathlib import Path
 
 import structlog
 
-from buffer.schema import MIGRATIONS, Migration, NewerSchemaError, migrate
+from buffer.records import decode_row, record_checksum
+from buffer.schema import (
+    MIGRATIONS,
+    ForeignSchemaError,
+    Migration,
+    NewerSchemaError,
+    adopt_unversioned,
+    check_shape,
+    migrate,
+)
 from buffer.types import UplinkRecord
 
 log = structlog.get_logger(__name__)
@@ -26,6 +36,11 @@ log = structlog.get_logger(__name__)
 Connect = Callable[[str], sqlite3.Connection]
 
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
+_ENVIRONMENT_CODES = frozenset({3, 5, 6, 7, 8, 10, 13, 14, 23})
+"""PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, AUTH: failures of the
+surroundings, not of the file. Moving the file aside would not help (and a file locked
+by another running gateway must never be taken from it): report and retry instead."""
+_QUARANTINE_KEEP = 1000
 _ROW_OVERHEAD = 32  # the four integers, roughly; only used for the byte bound
 _SEQ_META = "seq_high_water"
 _WAL_LIMIT = 4 * 1024 * 1024
@@ -35,12 +50,17 @@ SHRINK_ABOVE = 8 * 1024 * 1024
 """An emptied store larger than this is vacuumed once, giving the space of a long outage
 back. Never while rows remain: freed pages are reused by new rows, so the file stays
 bounded by ``max_bytes`` plus B-tree overhead without rewriting pages on the card."""
-_READ_COLUMNS = "seq, device, body, received_ns, monotonic_ns, boot_id, clock_synced"
+_READ_COLUMNS = "seq, device, body, received_ns, monotonic_ns, boot_id, clock_synced, crc"
 
 
 def default_connect(path: str) -> sqlite3.Connection:
     """Autocommit mode: transactions are begun and ended explicitly by the store."""
     return sqlite3.connect(path, isolation_level=None, timeout=5.0)
+
+
+def _device_key(device: object) -> str:
+    """The device key as the open-time counts spell it (a damaged value stays distinct)."""
+    return device if isinstance(device, str) else repr(device)
 
 
 def row_size(record: UplinkRecord) -> int:
@@ -100,6 +120,7 @@ class OpenInfo:
     max_seq: int
     device_counts: dict[str, int]
     moved_aside: Path | None
+    quarantined: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,8 @@ class CommitPlan:
     age: AgeLimit | None
     seq_high_water: int | None = None
     bounds: bool = True
+    quarantine: Sequence[tuple[UplinkRecord, str]] = ()
+    """Records the sink could not deliver (not a valid message): kept aside, not retried."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +144,43 @@ class CommitResult:
     oldest: UplinkRecord | None = None
 
 
-def _record(row: tuple[object, ...]) -> UplinkRecord:
-    seq, device, body, received_ns, monotonic_ns, boot_id, synced = row
-    assert isinstance(seq, int) and isinstance(device, str) and isinstance(body, bytes)
-    assert isinstance(received_ns, int) and isinstance(monotonic_ns, int)
-    assert isinstance(boot_id, str)
-    return UplinkRecord(seq, device, body, received_ns, monotonic_ns, boot_id, bool(synced))
+def _text(raw: bytes) -> str:
+    """TEXT as str without raising: a flipped bit may leave invalid UTF-8, which the
+    checksum (encoding it back fails) then sends to the quarantine."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _int(value: object) -> int:
+    """An integer column read defensively (a damaged row may hold anything)."""
+    return value if isinstance(value, int) else 0
+
+
+def _environmental(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _ENVIRONMENT_CODES
+
+
+def _aside_reason(exc: BaseException) -> str:
+    if isinstance(exc, NewerSchemaError):
+        return "newer"
+    if isinstance(exc, ForeignSchemaError):
+        return "foreign"
+    if isinstance(exc, _FailedCheckError) or StoreError("open", exc).corrupt:
+        return "corrupt"
+    return "unreadable"
+
+
+@dataclass(frozen=True)
+class ReadBatch:
+    """Rows read after a cursor: the verified records, the rows quarantined on the way,
+    and how far the read got (so a batch that lost rows is not taken for the end)."""
+
+    records: list[UplinkRecord]
+    quarantined: list[Dropped]
+    scanned: int
+    last_seq: int | None
 
 
 class FrameStore:
@@ -142,6 +196,7 @@ class FrameStore:
         self._migrations = migrations
         self._wall_ns = wall_ns
         self._conn: sqlite3.Connection | None = None
+        self._quarantined: list[Dropped] = []
         self.rows = 0
         self.bytes = 0
 
@@ -154,43 +209,71 @@ class FrameStore:
     # --- open, check, migrate -------------------------------------------------------------
 
     def open(self) -> OpenInfo:
-        """Open, check and migrate; a corrupt or too-new file is moved aside, not deleted."""
-        moved: Path | None = None
+        """Open, check, migrate and verify every row.
+
+        A file that is damaged, too new, of a foreign shape, or fails in any way not
+        understood is moved aside (kept, never deleted) with one error line, and a
+        fresh file replaces it: never a traceback, never a restart loop. Failures of
+        the surroundings (permissions, a full disk, a lock held by another process) and
+        a path that is not a regular file raise ``StoreError``: the buffer then runs
+        from memory, loudly, and retries.
+        """
+        self._refuse_non_file()
         try:
             self._open_checked()
-        except (sqlite3.DatabaseError, NewerSchemaError, _FailedCheckError) as exc:
-            corrupt = not isinstance(exc, sqlite3.DatabaseError) or StoreError("open", exc).corrupt
-            if not corrupt:
+            return self._load_info(None)
+        except Exception as exc:
+            if _environmental(exc):
                 self.close()
                 raise StoreError("open", exc) from exc
-            moved = self.move_aside("newer" if isinstance(exc, NewerSchemaError) else "corrupt")
-            log.error("buffer_store_moved_aside", path=str(self.path), moved_to=str(moved),
-                      error=str(exc))
-            try:
-                self._open_checked()
-            except (sqlite3.Error, NewerSchemaError, _FailedCheckError) as again:
-                self.close()
-                raise StoreError("open", again) from again
+            first = exc
+        try:
+            moved = self.move_aside(_aside_reason(first))
         except OSError as exc:
+            raise StoreError("move_aside", exc) from exc
+        log.error("buffer_store_moved_aside", path=str(self.path), moved_to=str(moved),
+                  error=f"{type(first).__name__}: {first}")
+        try:
+            self._open_checked()
+            return self._load_info(moved)
+        except Exception as again:
             self.close()
+            raise StoreError("open", again) from again
+
+    def _refuse_non_file(self) -> None:
+        """A directory, a device (``/dev/null``) or a socket at the path is never renamed."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
             raise StoreError("open", exc) from exc
-        return self._load_info(moved)
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError("open", IsADirectoryError(
+                f"{self.path} is not a regular file; frames are kept in memory only"))
 
     def _open_checked(self) -> None:
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._connect(str(self.path))
         conn = self._conn
+        conn.text_factory = _text
         # Only takes effect when the file is created: small pages mean a commit of a few
         # frames rewrites ~3 KiB instead of ~12 KiB, which is what wears an SD card.
         conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: the WAL is fsynced at every commit, so a commit that returned survives a
+        # power cut (under NORMAL only checkpoints sync). Commits are grouped (one per
+        # interval), so this costs one fsync per interval, not per frame.
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         result = conn.execute("PRAGMA quick_check").fetchall()
         if [r[0] for r in result] != ["ok"]:
             raise _FailedCheckError(f"quick_check: {result[:3]}")
+        if adopt_unversioned(conn):
+            log.warning("buffer_store_adopted_unversioned", path=str(self.path))
         migrate(conn, self._migrations)
+        check_shape(conn)
 
     def move_aside(self, reason: str) -> Path:
         """Rename the file (and its WAL/SHM) with a timestamp suffix; a fresh file follows."""
@@ -208,17 +291,31 @@ class FrameStore:
         return target
 
     def _load_info(self, moved: Path | None) -> OpenInfo:
-        try:
-            rows, size, max_seq = self.conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(MAX(seq), 0) FROM frames"
-            ).fetchone()
-            hw = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_SEQ_META,)).fetchone()
-            counts = self.device_backlog_counts()
-        except sqlite3.Error as exc:
-            raise StoreError("open", exc) from exc
-        self.rows, self.bytes = int(rows), int(size)
-        top = max(int(max_seq), int(hw[0]) if hw else 0)
-        return OpenInfo(self.rows, self.bytes, top, counts, moved)
+        """Verify every row once (quarantining the bad) and count the backlog by device.
+
+        Paged by seq, so a large backlog never sits in memory; the counts come from
+        verified rows only, so a damaged device column cannot hold a device's order.
+        """
+        conn = self.conn
+        max_seq = 0
+        counts: dict[str, int] = {}
+        after = -(2**63)
+        while True:
+            batch = self.read_more(after, 2000)
+            self._quarantined.extend(batch.quarantined)
+            for record in batch.records:
+                counts[record.device] = counts.get(record.device, 0) + 1
+            if batch.last_seq is None:
+                break
+            after = batch.last_seq
+            max_seq = max(max_seq, after)
+        rows, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM frames").fetchone()
+        hw = conn.execute("SELECT value FROM meta WHERE key = ?", (_SEQ_META,)).fetchone()
+        self.rows, self.bytes = int(rows), _int(size)
+        top = max(int(max_seq), _int(hw[0]) if hw else 0)
+        quarantined = len(self.take_quarantined())
+        return OpenInfo(self.rows, self.bytes, top, counts, moved, quarantined)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -245,6 +342,7 @@ class FrameStore:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self.rows, self.bytes = rows, size
+            self._quarantined.clear()  # rolled back: nothing was moved
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -254,12 +352,12 @@ class FrameStore:
         """Insert (or overwrite with identical content) records by seq."""
         with self.transaction("append"):
             batch = [(r.seq, r.device, r.body, r.received_ns, r.monotonic_ns, r.boot_id,
-                      int(r.clock_synced), row_size(r)) for r in records]
+                      int(r.clock_synced), row_size(r), record_checksum(r)) for r in records]
             seqs = [(b[0],) for b in batch]
             old = self._sizes(seqs)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO frames (seq, device, body, received_ns, monotonic_ns,"
-                " boot_id, clock_synced, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                " boot_id, clock_synced, size, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
             self.rows += len(batch) - old[0]
             self.bytes += sum(b[7] for b in batch) - old[1]
 
@@ -271,7 +369,7 @@ class FrameStore:
         for (seq,) in seqs:
             row = self.conn.execute("SELECT size FROM frames WHERE seq = ?", (seq,)).fetchone()
             if row is not None:
-                n, total = n + 1, total + int(row[0])
+                n, total = n + 1, total + _int(row[0])
         return n, total
 
     def delete_many(self, seqs: Iterable[int]) -> None:
@@ -281,7 +379,7 @@ class FrameStore:
                     "DELETE FROM frames WHERE seq = ? RETURNING size", (seq,)).fetchone()
                 if row is not None:
                     self.rows -= 1
-                    self.bytes -= int(row[0])
+                    self.bytes -= _int(row[0])
 
     def set_seq_high_water(self, seq: int) -> None:
         """Remember the highest seq handed out, so a restart never reuses one."""
@@ -292,14 +390,86 @@ class FrameStore:
     # --- reads ----------------------------------------------------------------------------
 
     def read_batch(self, after_seq: int, limit: int) -> list[UplinkRecord]:
-        """The next ``limit`` rows in seq order: how the backlog is paged back in."""
+        """The next verified rows in seq order (damaged ones are quarantined on the way)."""
+        batch = self.read_more(after_seq, limit)
+        self._quarantined.extend(batch.quarantined)
+        return batch.records
+
+    def read_more(self, after_seq: int, limit: int) -> ReadBatch:
+        """The next ``limit`` rows in seq order: how the backlog is paged back in.
+
+        Each row's checksum is verified; a row that fails, or whose values are not of
+        their column's type, is moved to the quarantine and reported in the result.
+        """
         try:
             rows = self.conn.execute(
                 f"SELECT {_READ_COLUMNS} FROM frames WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError("read", exc) from exc
-        return [_record(r) for r in rows]
+        records: list[UplinkRecord] = []
+        bad: list[tuple[int, object, str]] = []
+        for row in rows:
+            found = decode_row(tuple(row))
+            if isinstance(found, UplinkRecord):
+                records.append(found)
+            else:
+                bad.append((int(row[0]), row[1], found))
+        quarantined = self._quarantine_rows(bad) if bad else []
+        last = int(rows[-1][0]) if rows else None
+        return ReadBatch(records, quarantined, len(rows), last)
+
+    # --- quarantine -----------------------------------------------------------------------
+
+    def _quarantine_rows(self, bad: list[tuple[int, object, str]]) -> list[Dropped]:
+        """Move damaged rows, exactly as found, to the quarantine table (one error line each)."""
+        now = self._wall_ns()
+        moved: list[Dropped] = []
+        with self.transaction("quarantine"):
+            for seq, device, reason in bad:
+                self.conn.execute(
+                    "INSERT INTO quarantine (seq, device, body, received_ns, monotonic_ns,"
+                    " boot_id, clock_synced, size, crc, reason, quarantined_ns)"
+                    " SELECT seq, device, body, received_ns, monotonic_ns, boot_id,"
+                    " clock_synced, size, crc, ?, ? FROM frames WHERE seq = ?",
+                    (reason, now, seq))
+                self.delete_many([seq])
+                log.error("buffer_row_quarantined", path=str(self.path), seq=seq,
+                          reason=reason)
+                moved.append(Dropped(seq, _device_key(device), "quarantined"))
+            self._trim_quarantine()
+        return moved
+
+    def quarantine_records(self, items: Iterable[tuple[UplinkRecord, str]]) -> None:
+        """Keep records the sink refused (not a valid message) aside, out of ``frames``."""
+        now = self._wall_ns()
+        with self.transaction("quarantine"):
+            for record, reason in items:
+                self.delete_many([record.seq])
+                self.conn.execute(
+                    "INSERT INTO quarantine (seq, device, body, received_ns, monotonic_ns,"
+                    " boot_id, clock_synced, size, crc, reason, quarantined_ns)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.seq, record.device, record.body, record.received_ns,
+                     record.monotonic_ns, record.boot_id, int(record.clock_synced),
+                     row_size(record), record_checksum(record), reason, now))
+            self._trim_quarantine()
+
+    def _trim_quarantine(self) -> None:
+        """Keep the newest ``_QUARANTINE_KEEP`` rows: enough to inspect, bounded on the card."""
+        self.conn.execute("DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine)"
+                          " - ?", (_QUARANTINE_KEEP,))
+
+    def take_quarantined(self) -> list[Dropped]:
+        """Rows quarantined by bounds or ``oldest`` since the last call, for the buffer."""
+        taken, self._quarantined = self._quarantined, []
+        return taken
+
+    def quarantine_count(self) -> int:
+        try:
+            return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreError("count", exc) from exc
 
     def device_backlog_counts(self) -> dict[str, int]:
         try:
@@ -309,8 +479,12 @@ class FrameStore:
             raise StoreError("count", exc) from exc
 
     def oldest(self) -> UplinkRecord | None:
-        found = self.read_batch(-(2**63), 1)
-        return found[0] if found else None
+        """The oldest verified row (damaged ones at the head are quarantined first)."""
+        while True:
+            batch = self.read_more(-(2**63), 1)
+            self._quarantined.extend(batch.quarantined)
+            if batch.records or batch.last_seq is None:
+                return batch.records[0] if batch.records else None
 
     def file_bytes(self) -> int:
         total = 0
@@ -337,19 +511,15 @@ class FrameStore:
         return dropped
 
     def _drop_expired(self, age: AgeLimit, scan: int) -> list[Dropped]:
-        cursor = self.conn.execute(
-            "SELECT seq, device, received_ns, monotonic_ns, boot_id, clock_synced"
-            " FROM frames ORDER BY seq LIMIT ?", (scan,))
+        batch = self.read_more(-(2**63), scan)
+        self._quarantined.extend(batch.quarantined)
         dropped: list[Dropped] = []
-        for seq, device, received_ns, monotonic_ns, boot_id, synced in cursor:
-            probe = UplinkRecord(int(seq), str(device), b"", int(received_ns), int(monotonic_ns),
-                                 str(boot_id), bool(synced))
+        for probe in batch.records:
             verdict = age.expired(probe)
             if verdict is False:
                 break
             if verdict:
                 dropped.append(Dropped(probe.seq, probe.device, "max_age"))
-        cursor.close()
         self.delete_many(d.seq for d in dropped)
         return dropped
 
@@ -361,8 +531,8 @@ class FrameStore:
         for seq, device, size in rows:
             if freed >= excess:
                 break
-            dropped.append(Dropped(int(seq), str(device), "max_bytes"))
-            freed += int(size)
+            dropped.append(Dropped(int(seq), _device_key(device), "max_bytes"))
+            freed += max(_int(size), 1)
         self.delete_many(d.seq for d in dropped)
         return dropped
 
@@ -375,10 +545,17 @@ class FrameStore:
                 self.append_many(plan.append)
             if plan.delete:
                 self.delete_many(plan.delete)
+            if plan.quarantine:
+                self.quarantine_records(plan.quarantine)
             dropped = self.enforce_bounds(plan.max_bytes, plan.age) if plan.bounds else []
             if plan.seq_high_water is not None:
                 self.set_seq_high_water(plan.seq_high_water)
-        oldest = self.oldest() if self.rows else None
+        try:
+            oldest = self.oldest() if self.rows else None
+        except StoreError as exc:  # the commit itself stands
+            log.warning("buffer_store_oldest_failed", error=str(exc.cause))
+            oldest = None
+        dropped += self.take_quarantined()
         if self.rows == 0 and self.file_bytes() > self._shrink_above:
             try:
                 self.shrink()

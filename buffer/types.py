@@ -39,6 +39,11 @@ class Delivery:
     """Receive-time facts computed by the buffer at send time; None from older callers."""
 
 
+class UndeliverableError(Exception):
+    """Raised by ``UplinkSink.send`` for a record that can never be sent (its body is not
+    a valid message): the buffer quarantines it instead of retrying it forever."""
+
+
 AckCallback = Callable[[bool], None]
 """Called once per ``send``: True when the broker acknowledged it, False when it failed."""
 
@@ -51,7 +56,10 @@ class UplinkSink(Protocol):
         ...
 
     def send(self, delivery: Delivery, on_result: AckCallback) -> None:
-        """Start publishing; ``on_result`` is called later on the event loop thread."""
+        """Start publishing; ``on_result`` is called later on the event loop thread.
+
+        Raises ``UndeliverableError`` (and does not call ``on_result``) for a record
+        whose body can never be published."""
         ...
 
 

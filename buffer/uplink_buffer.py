@@ -27,7 +27,7 @@ from buffer.config import BufferConfig
 from buffer.ratelimit import EveryInterval, TokenBucket
 from buffer.stats import BufferStats
 from buffer.store import AgeLimit, CommitPlan, CommitResult, FrameStore, OpenInfo, StoreError
-from buffer.types import Delivery, Timing, UplinkRecord, UplinkSink
+from buffer.types import Delivery, Timing, UndeliverableError, UplinkRecord, UplinkSink
 
 __all__ = ["BufferConfig", "BufferStats", "UplinkBuffer"]
 
@@ -78,6 +78,7 @@ class UplinkBuffer:
         self._wake = asyncio.Event()
         self._read_wanted = False
         self._read_failed = False
+        self._rejected: list[tuple[UplinkRecord, str]] = []
         self._closing = False
         self._closed = False
         self._pumping = False
@@ -210,6 +211,12 @@ class UplinkBuffer:
         self._counts["sent"] += 1
         try:
             self._sink.send(delivery, on_result)
+        except UndeliverableError as exc:
+            if self._backlog.reject(record.seq, generation) is not None:
+                self._rejected.append((record, str(exc)))
+                log.error("buffer_row_quarantined", path=str(self._config.path), seq=record.seq,
+                          device=record.device, reason=str(exc))
+            self._pump_soon()
         except Exception as exc:
             log.warning("buffer_sink_send_failed", seq=record.seq, error=str(exc))
             self._on_result(record.seq, generation, False)
@@ -341,12 +348,13 @@ class UplinkBuffer:
             return
         limit = self._config.read_batch_records
         try:
-            rows = await self._call(self._store.read_batch, self._backlog.cursor, limit)
+            batch = await self._call(self._store.read_more, self._backlog.cursor, limit)
         except StoreError as exc:
             self._read_failed = True
             await self._storage_failed(exc)
             return
-        self._backlog.load(rows, limit)
+        self._backlog.apply_store_drops(batch.quarantined)
+        self._backlog.load(batch.records, limit, scanned=batch.scanned, last_seq=batch.last_seq)
         self._pump()
 
     async def _open_store(self) -> bool:
@@ -380,6 +388,8 @@ class UplinkBuffer:
         self._next_seq = max(self._next_seq, info.max_seq + 1)
         self._hw_written = info.max_seq
         self._backlog.adopt_disk(info.rows, info.device_counts)
+        if info.quarantined:
+            self._backlog.dropped["quarantined"] += info.quarantined
         self._disk = CommitResult(rows=info.rows, bytes=info.bytes)
         if info.rows:
             log.info("buffer_backlog_found", rows=info.rows, bytes=info.bytes)
@@ -406,15 +416,18 @@ class UplinkBuffer:
         high_water = None
         if self._next_seq > self._hw_written - _SEQ_RESERVE // 2:
             high_water = self._next_seq + _SEQ_RESERVE
-        if not (append or delete or bounds_due or high_water):
+        rejected, self._rejected = self._rejected, []
+        if not (append or delete or bounds_due or high_water or rejected):
             self._log_covered(covered, 0, 0)
             return
-        plan = CommitPlan(append, delete, self._config.max_bytes, age, high_water)
+        plan = CommitPlan(append, delete, self._config.max_bytes, age, high_water,
+                          quarantine=rejected)
         backlog.to_delete.difference_update(delete)
         try:
             result = await self._call(self._store.commit, plan)
         except StoreError as exc:
             backlog.to_delete.update(delete)
+            self._rejected = rejected + self._rejected
             await self._storage_failed(exc)
             return
         self._last_bounds_ns = now
@@ -441,7 +454,8 @@ class UplinkBuffer:
         self._storage_ok = False
         self._last_error = str(exc)
         if self._error_log.ready():
-            log.error("buffer_storage_error", operation=exc.operation, error=str(exc.cause),
+            log.error("buffer_storage_error", path=str(self._config.path),
+                      operation=exc.operation, error=str(exc.cause),
                       memory_records=len(self._backlog.unpersisted),
                       suppressed=self._error_log.suppressed)
             self._error_log.suppressed = 0

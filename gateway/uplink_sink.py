@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 from chirpstack_api.gw import gw_pb2
 
-from buffer.types import AckCallback, Delivery
+from buffer.types import AckCallback, Delivery, UndeliverableError
 from packet_forwarder.chirpstack import (
     JSON,
     PROTOBUF,
@@ -46,7 +46,7 @@ class MqttUplinkSink:
         self._marshaler = marshaler
         self.ready_callback: Callable[[], None] | None = None
         self.undecodable = 0
-        """Stored bodies that were not UplinkFrames (reported failed, counted)."""
+        """Stored bodies that were not UplinkFrames (refused as undeliverable, counted)."""
         link.add_ready_listener(self._on_link_ready)
 
     def can_send(self) -> bool:
@@ -55,16 +55,16 @@ class MqttUplinkSink:
     def send(self, delivery: Delivery, on_result: AckCallback) -> None:
         """Publish one record; ``on_result`` is called exactly once, on the loop thread.
 
-        A refused publish (link down or window full in between) and a body that
-        does not decode both report False; the buffer keeps the record.
+        A refused publish (link down or window full in between) reports False; the
+        buffer keeps the record and retries. A body that is not an ``UplinkFrame``
+        raises ``UndeliverableError``: retrying it could never succeed, so the buffer
+        quarantines it (and logs it) and the device's later frames go on.
         """
         try:
             payload = self._encode(delivery)
         except MessageDecodeError as exc:
             self.undecodable += 1
-            log.error("uplink_undecodable", seq=delivery.record.seq, error=str(exc))
-            asyncio.get_running_loop().call_soon(on_result, False)
-            return
+            raise UndeliverableError(f"body is not an UplinkFrame: {exc}") from exc
         if not self._link.publish(self._topic, payload, qos=1, on_result=on_result):
             # "later", as the protocol promises: never re-enter the buffer from send()
             asyncio.get_running_loop().call_soon(on_result, False)
@@ -82,6 +82,8 @@ class MqttUplinkSink:
         elif delivery.replayed:
             body = with_replay_metadata(body, delivery.hold_ms, record.clock_synced)
         if self._marshaler == PROTOBUF:
+            if body is record.body:
+                from_protobuf(body, gw_pb2.UplinkFrame)  # never publish garbage as-is
             return body
         return marshal(from_protobuf(body, gw_pb2.UplinkFrame), self._marshaler)
 

@@ -39,10 +39,11 @@ def test_append_read_delete_round_trip(tmp_path: Path) -> None:
     assert (info.rows, info.max_seq, info.device_counts) == (5, 7, {"d0": 1, "d1": 4})
 
 
-def test_wal_and_normal_sync(tmp_path: Path) -> None:
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    """FULL: each grouped commit fsyncs the WAL, so a returned commit survives a power cut."""
     store = opened(tmp_path / "b.sqlite")
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_bytes_bound_drops_oldest(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_v0_file_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     sqlite3.connect(path).close()  # an empty file at user_version 0
     store = opened(path)
-    assert user_version(store.conn) == 1
+    assert user_version(store.conn) == len(MIGRATIONS)
     store.append_many([rec(1)])
     assert store.rows == 1
 
@@ -117,7 +118,7 @@ def test_next_migration_keeps_rows(tmp_path: Path) -> None:
 
     upgraded = FrameStore(path, migrations=(*MIGRATIONS, v2))
     info = upgraded.open()
-    assert user_version(upgraded.conn) == 2 and info.rows == 2
+    assert user_version(upgraded.conn) == len(MIGRATIONS) + 1 and info.rows == 2
     assert [r.seq for r in upgraded.read_batch(0, 10)] == [1, 2]
 
 

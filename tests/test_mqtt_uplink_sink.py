@@ -6,9 +6,10 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from chirpstack_api.gw import gw_pb2
 
-from buffer.types import Delivery, UplinkRecord
+from buffer.types import Delivery, UndeliverableError, UplinkRecord
 from gateway.uplink_sink import MqttUplinkSink
 from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
@@ -100,9 +101,11 @@ def test_send_failures_are_reported_later_not_inside_send(broker: MosquittoBroke
         assert results == []  # not re-entrant
         await until(lambda: results == [False], "failure report")
         sink2, handle = await connected_sink(broker.url)
-        sink2.send(delivery(b"\xff\xff\xff", replayed=True), results.append)
-        await until(lambda: results == [False, False], "undecodable body")
-        assert sink2.undecodable == 1
+        for replayed in (True, False):
+            with pytest.raises(UndeliverableError):
+                sink2.send(delivery(b"\xff\xff\xff", replayed=replayed), results.append)
+        await asyncio.sleep(0.05)
+        assert results == [False] and sink2.undecodable == 2  # refused, never reported
         await close(handle)
 
     run(scenario())
