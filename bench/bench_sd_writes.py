@@ -18,6 +18,7 @@ Target: ≤ 1 KB per frame at 10 frames/s. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -86,19 +87,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="steady-state window")
     parser.add_argument("--dir", type=Path, default=None,
                         help="where the buffer lives (default: a temporary directory)")
+    parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
     args = parser.parse_args()
+    results: list[dict[str, object]] = []
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-sd-"))
     print(f"bytes per frame, wchar / write_bytes, {args.seconds:g} s windows, "
           f"commit_interval_s = 1.0, buffer in {root}")
     try:
         for outage in (False, True):
             cells = []
-            for rate in RATES:
+            for rate in args.rates:
                 wchar, wbytes = measure(root / f"r{rate}-{int(outage)}", rate, outage,
                                         args.seconds)
+                results.append({"rate_per_s": rate, "outage": outage,
+                                "wchar_per_frame": round(wchar), "write_bytes_per_frame":
+                                round(wbytes)})
                 cells.append(f"{rate:>3}/s {wchar:>7,.0f} / {wbytes:>7,.0f}")
             label = "broker down (outage)" if outage else "line up"
             print(f"  {label:<21}" + "   ".join(cells))
+        print(json.dumps({"bench": "sd_writes", "seconds": args.seconds, "results": results}))
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

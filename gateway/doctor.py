@@ -31,9 +31,11 @@ from gateway.doctor_result import CheckResult, fail, ok, warn
 from gateway.doctor_servers import check_servers, server_buffers
 from gateway.provision import check_tls_files
 from gateway.service_paths import is_service_config
+from packet_forwarder.mqtt_tls import TlsFilesError, tls_context
 
 DISK_WARN_BYTES = 200 * 1024 * 1024
 DISK_FAIL_BYTES = 20 * 1024 * 1024
+MAX_TOPIC_PREFIX = 1024
 
 ConcentratorChecks = Callable[[Config], tuple[list[CheckResult], str | None]]
 """Runs the hardware checks; returns them and the chip EUI (hex) when it could be read."""
@@ -48,7 +50,19 @@ def check_clock() -> CheckResult:
 
 
 def check_tls(config: Config) -> list[CheckResult]:
+    """The files exist, the key is private and matches, and the link can load them
+    (the same loader it uses at each connect: a garbage CA is caught here, not in a
+    silent retry loop)."""
     problems = check_tls_files(config.mqtt)
+    m = config.mqtt
+    if not problems and (m.server.startswith("mqtts://") or m.ca_cert or m.client_cert):
+        try:
+            tls_context(m.ca_cert, m.client_cert, m.client_key)
+        except TlsFilesError as exc:
+            problems.append(str(exc))
+    if len(m.topic_prefix.encode()) > MAX_TOPIC_PREFIX:
+        return [fail("topics", f"mqtt.topic_prefix is {len(m.topic_prefix.encode())} bytes",
+                     f"keep it under {MAX_TOPIC_PREFIX} bytes (MQTT topics are short strings)")]
     if problems:
         return [fail("tls-files", p, "run `lora-gateway provision` or fix the path")
                 for p in problems]
@@ -84,6 +98,9 @@ def check_buffer(path: Path) -> CheckResult:
     """Read-only look at the store: integrity, backlog depth and age (safe while running)."""
     if not path.exists():
         return ok("buffer", f"{path} not created yet (first start creates it)")
+    if not path.is_file():
+        return fail("buffer", f"{path} is not a regular file: frames are kept in memory only",
+                    "point buffer.path at a file in a writable directory")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
@@ -97,7 +114,7 @@ def check_buffer(path: Path) -> CheckResult:
     if verdict != "ok":
         return fail("buffer", f"{path}: integrity check says {verdict}",
                     "restart the service: it keeps the damaged file and opens a fresh one")
-    if rows:
+    if rows and isinstance(oldest, int):
         age_h = (time.time_ns() - oldest) / 3.6e12
         return warn("buffer", f"{rows} frames waiting, oldest {age_h:.1f} h",
                     "a backlog drains once the broker is reachable")

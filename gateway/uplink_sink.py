@@ -65,7 +65,8 @@ class MqttUplinkSink:
         except MessageDecodeError as exc:
             self.undecodable += 1
             raise UndeliverableError(f"body is not an UplinkFrame: {exc}") from exc
-        if not self._link.publish(self._topic, payload, qos=1, on_result=on_result):
+        if not self._link.publish(self._topic, payload, qos=1, on_result=on_result,
+                                  bulk=True):
             # "later", as the protocol promises: never re-enter the buffer from send()
             asyncio.get_running_loop().call_soon(on_result, False)
 

@@ -19,6 +19,17 @@ flight, wait a jittered back-off, try again. Design choices and why:
   in a paho queue where an outage could strand it.
 * MQTT v5 by default, so a PUBACK's reason code can say "not accepted"
   (e.g. not authorised); v3.1.1 is available for old brokers.
+* Two lanes. Only ``bulk`` publishes (the buffer's uplinks) count against
+  ``max_inflight``; everything else (downlink acks, stats, connection state) has
+  its own, larger window, so a backlog draining over a slow line never starves them:
+  a dropped ack makes ChirpStack reuse a frame counter, missing stats make the
+  gateway look offline.
+* Every failure to connect is one warning line naming its cause (the logging
+  rate limiter keys on ``reason``), and the link always retries. A broker that is
+  down (TCP refused, unreachable) is retried every 1-2 s, jittered: such an attempt
+  costs the broker nothing, and the gateway is back within a couple of seconds of
+  the broker. Failures after TCP (TLS, credentials, no CONNACK) back off
+  exponentially, jittered, up to ``reconnect_max_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -40,6 +52,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from packet_forwarder.chirpstack import PROTOBUF, conn_state, marshal
+from packet_forwarder.mqtt_tls import TlsFilesError, tls_context
 from packet_forwarder.topics import Topics
 
 log = structlog.get_logger(__name__)
@@ -47,6 +60,8 @@ log = structlog.get_logger(__name__)
 ResultCallback = Callable[[bool], None]
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 _MAX_WINDOW = 60_000  # well below paho's 65,535 message ids per connection
+_CONTROL_WINDOW = 1_000
+"""In-flight limit of the control lane: acks and stats are few; this only bounds memory."""
 
 
 class MqttSettingsError(ValueError):
@@ -68,6 +83,8 @@ class MqttSettings:
     client_id: str = ""
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    reconnect_down_max_s: float = 2.0
+    """Retry cap while the broker refuses TCP (down): how soon the gateway is back."""
     max_inflight: int = 100
     connect_timeout_s: float = 10.0
     """Bounds the TCP/TLS connect and, separately, the wait for CONNACK."""
@@ -79,8 +96,10 @@ class MqttSettings:
         self.endpoint()  # fail at configuration time, not at the first connect
         if not 1 <= self.max_inflight <= _MAX_WINDOW:
             raise MqttSettingsError(f"max_inflight must be 1..{_MAX_WINDOW}")
-        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise MqttSettingsError("need 0 < reconnect_min_s <= reconnect_max_s")
+        if not 0 < self.reconnect_min_s <= min(self.reconnect_max_s,
+                                                self.reconnect_down_max_s):
+            raise MqttSettingsError(
+                "need 0 < reconnect_min_s <= reconnect_max_s and reconnect_down_max_s")
         if self.keepalive_s < 1 or self.connect_timeout_s <= 0:
             raise MqttSettingsError("keepalive_s and connect_timeout_s must be positive")
 
@@ -115,13 +134,49 @@ class Backoff:
         return self._rng.uniform(max(self._min, base / 2), base)
 
 
+class _ConnectFailed(Exception):
+    """One failed connect: ``reason`` is the cause's short key, ``down`` True when the
+    broker simply was not there (fast retry), the message says what to check."""
+
+    def __init__(self, reason: str, message: str, *, down: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.down = down
+
+
+def _classify(exc: OSError, tls: bool, where: str) -> _ConnectFailed:
+    """Name the cause of a failed TCP/TLS connect."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _ConnectFailed("server_certificate",
+                              f"broker certificate not trusted by ca_cert: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        text = str(exc)
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+            return _ConnectFailed("tls_to_plain_port",
+                                  f"TLS handshake with {where} failed: the port speaks plain "
+                                  f"MQTT? (use mqtt://) ({text})")
+        return _ConnectFailed("tls_handshake", f"TLS handshake with {where} failed: {text}")
+    if tls and isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return _ConnectFailed("tls_to_plain_port",
+                              f"{where} dropped the TLS handshake: the port speaks plain MQTT? "
+                              f"(use mqtt://) ({exc})")
+    if isinstance(exc, ConnectionRefusedError):
+        return _ConnectFailed("refused", f"nothing listens on {where} ({exc})", down=True)
+    if isinstance(exc, socket.gaierror):
+        return _ConnectFailed("dns", f"cannot resolve {where} ({exc})", down=True)
+    if isinstance(exc, TimeoutError):
+        return _ConnectFailed("timeout", f"no TCP answer from {where} ({exc})", down=True)
+    return _ConnectFailed("network", f"cannot reach {where}: {exc}", down=not tls)
+
+
 @dataclass
 class _Session:
     """One TCP connection: its paho client and the futures that mark its phases."""
 
     client: mqtt.Client
     sock: Any
-    connack: asyncio.Future[bool]
+    connack: asyncio.Future[str | None]
+    """None when accepted, else the broker's reason for refusing."""
     ended: asyncio.Future[None]
     misc: asyncio.Task[None] | None = None
     accepted: bool = False
@@ -129,6 +184,8 @@ class _Session:
     watched: bool = False
     """Watchers are keyed by fd number: remove them once, before the socket closes,
     so a reused number of someone else's socket is never touched."""
+    last_error: str = ""
+    """paho's last error log line (e.g. the TLS alert that closed the socket)."""
 
 
 class MqttLink:
@@ -151,6 +208,8 @@ class MqttLink:
         self._session: _Session | None = None
         self._connected = False
         self._pending: dict[int, ResultCallback | None] = {}
+        self._bulk: set[int] = set()
+        """Message ids of ``bulk`` publishes: only these fill ``max_inflight``."""
         self._ready_listeners: list[Callable[[], None]] = []
         self._ready_scheduled = False
         self._stopping = False
@@ -166,8 +225,8 @@ class MqttLink:
         return self._connected
 
     def can_publish(self) -> bool:
-        """True when connected and the in-flight window has room."""
-        return self._connected and len(self._pending) < self._settings.max_inflight
+        """True when connected and the bulk lane's in-flight window has room."""
+        return self._connected and len(self._bulk) < self._settings.max_inflight
 
     def add_ready_listener(self, listener: Callable[[], None]) -> None:
         """Called (on the loop) after a connect and whenever in-flight slots free up."""
@@ -175,29 +234,37 @@ class MqttLink:
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-        on_result: ResultCallback | None = None,
+        on_result: ResultCallback | None = None, bulk: bool = False,
     ) -> bool:
         """Hand a message to the socket; False (and nothing kept) when that is impossible.
 
-        When True, ``on_result`` is called exactly once, later, on the loop: True on a
-        successful PUBACK (for QoS 0: once written to the socket), False on a failure
-        reason code or when the connection ends first.
+        ``bulk`` messages (the buffer's uplinks) share the ``max_inflight`` window;
+        others (acks, stats) use the control lane, which a full bulk window never
+        blocks. When True, ``on_result`` is called exactly once, later, on the loop:
+        True on a successful PUBACK (for QoS 0: once written to the socket), False on a
+        failure reason code or when the connection ends first.
         """
-        if not self.can_publish():
+        if bulk:
+            if not self.can_publish():
+                return False
+        elif not self._connected or len(self._pending) - len(self._bulk) >= _CONTROL_WINDOW:
             return False
-        return self._publish_now(topic, payload, qos, retain, on_result)
+        return self._publish_now(topic, payload, qos, retain, on_result, bulk=bulk)
 
     async def run(self) -> None:
         """Connect, and reconnect after every loss, until ``stop()``."""
         self._loop = asyncio.get_running_loop()
-        backoff = Backoff(self._settings.reconnect_min_s, self._settings.reconnect_max_s,
-                          self._rng)
+        s = self._settings
+        backoff = Backoff(s.reconnect_min_s, s.reconnect_max_s, self._rng)
+        down_backoff = Backoff(s.reconnect_min_s, s.reconnect_down_max_s, self._rng)
         while not self._stopping:
-            if await self._run_session():
+            outcome = await self._run_session()
+            if outcome == "accepted":
                 backoff.reset()
+                down_backoff.reset()
             if self._stopping:
                 break
-            delay = backoff.next_delay()
+            delay = (down_backoff if outcome == "down" else backoff).next_delay()
             log.info("mqtt_reconnect_wait", delay_s=round(delay, 2))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -235,29 +302,50 @@ class MqttLink:
 
     # ----- one connection ---------------------------------------------------------
 
-    async def _run_session(self) -> bool:
-        """One connection from connect to loss; True if the broker accepted it."""
+    async def _run_session(self) -> Literal["accepted", "down", "failed"]:
+        """One connection from connect to loss: accepted by the broker, the broker was
+        not there (``down``: retry soon), or failed after reaching it."""
+        try:
+            return await self._session_once()
+        except _ConnectFailed as exc:
+            self._connect_failed(exc)
+            return "down" if exc.down else "failed"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a setting paho refuses: say it, retry later
+            self._connect_failed(_ConnectFailed("unexpected", f"{type(exc).__name__}: {exc}"))
+            return "failed"
+
+    def _connect_failed(self, exc: _ConnectFailed) -> None:
+        """One warning line per failed attempt (the log rate limiter keys on ``reason``)."""
+        if not self._stopping:
+            log.warning("mqtt_connect_failed", url=self._settings.server,
+                        reason=exc.reason, error=str(exc))
+
+    async def _session_once(self) -> Literal["accepted", "down", "failed"]:
         assert self._loop is not None
-        client = self._new_client()
+        tls, host, port = self._settings.endpoint()
+        try:
+            client = self._new_client()
+        except TlsFilesError as exc:
+            raise _ConnectFailed("tls_files", str(exc)) from exc
         try:
             await self._loop.run_in_executor(None, self._blocking_connect, client)
         except OSError as exc:
-            log.warning("mqtt_connect_failed", url=self._settings.server, error=str(exc))
-            return False
+            raise _classify(exc, tls, f"{host}:{port}") from exc
         sock = client.socket()
         if self._stopping or sock is None:  # stop() came while we were connecting
             if sock is not None:
                 sock.close()
-            return False
+            return "failed"
         session = _Session(client, sock, self._loop.create_future(),
                            self._loop.create_future())
         self._session = session
         try:
             self._attach(session)
-            if not await self._wait_connack(session):
-                return False
+            await self._wait_connack(session, tls)
             await session.ended
-            return True
+            return "accepted"
         finally:
             self._detach(session)
 
@@ -276,12 +364,9 @@ class MqttLink:
             client.username_pw_set(s.username, s.password)
         tls, _host, _port = s.endpoint()
         if tls:
-            client.tls_set(
-                ca_certs=str(s.ca_cert) if s.ca_cert else None,
-                certfile=str(s.client_cert) if s.client_cert else None,
-                keyfile=str(s.client_key) if s.client_key else None,
-            )
+            client.tls_set_context(tls_context(s.ca_cert, s.client_cert, s.client_key))
         client.will_set(self._topics.state("conn"), self._offline, qos=1, retain=True)
+        client.on_log = self._on_log
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
@@ -314,16 +399,29 @@ class MqttLink:
             loop.add_writer(session.fd, client.loop_write)
         session.misc = loop.create_task(self._misc_loop(client), name="mqtt-misc")
 
-    async def _wait_connack(self, session: _Session) -> bool:
+    async def _wait_connack(self, session: _Session, tls: bool) -> None:
+        """Return once the broker accepted; otherwise raise ``_ConnectFailed`` with the cause."""
+        timeout = self._settings.connect_timeout_s
         done, _ = await asyncio.wait(
-            (session.connack, session.ended), timeout=self._settings.connect_timeout_s,
+            (session.connack, session.ended), timeout=timeout,
             return_when=asyncio.FIRST_COMPLETED)
         if session.connack in done:
-            return session.connack.result()
+            refused = session.connack.result()
+            if refused is None:
+                return
+            raise _ConnectFailed("refused_by_broker", f"broker refused CONNECT: {refused}")
         if not done:
-            log.warning("mqtt_connack_timeout", url=self._settings.server,
-                        timeout_s=self._settings.connect_timeout_s)
-        return False
+            raise _ConnectFailed("no_connack", f"the broker never answered CONNECT within "
+                                               f"{timeout:g} s")
+        error = session.last_error
+        if tls and any(w in error.lower() for w in ("certificate", "alert", "handshake")):
+            raise _ConnectFailed("client_certificate",
+                                 f"broker closed the TLS session: client certificate "
+                                 f"rejected or missing? ({error})")
+        hint = "" if tls else " (a TLS port? use mqtts://)"
+        raise _ConnectFailed("closed_before_connack",
+                             f"broker closed the connection before CONNACK{hint}"
+                             + (f": {error}" if error else ""))
 
     def _detach(self, session: _Session) -> None:
         """Close the socket if still open, and fail everything in flight exactly once."""
@@ -338,6 +436,7 @@ class MqttLink:
         self._connected = False
         was_connected = session.accepted
         pending, self._pending = self._pending, {}
+        self._bulk.clear()
         if was_connected:
             self._down_since = time.monotonic()
             emit = log.info if self._stopping else log.warning
@@ -403,14 +502,20 @@ class MqttLink:
 
     # ----- paho callbacks (loop thread) -------------------------------------------
 
+    def _on_log(self, _client: mqtt.Client, _userdata: object, level: int, buf: str) -> None:
+        """Keep paho's error lines: the only place a TLS alert that closed the socket
+        (e.g. a client certificate the broker rejected) is told."""
+        session = self._session
+        if session is not None and level == mqtt.MQTT_LOG_ERR:
+            session.last_error = buf
+
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: mqtt.ConnectFlags,
                     reason: ReasonCode, _props: object) -> None:
         session = self._session
         if session is None or session.connack.done():
             return
         if reason.is_failure:
-            log.error("mqtt_connect_refused", url=self._settings.server, reason=str(reason))
-            session.connack.set_result(False)
+            session.connack.set_result(str(reason))
             return
         client.subscribe(self._topics.command_filter(), qos=1)
         self._connected = session.accepted = True
@@ -418,7 +523,7 @@ class MqttLink:
         log.info("mqtt_connected", url=self._settings.server,
                  outage_s=round(self._up_since - self._down_since, 1))
         self._publish_now(self._topics.state("conn"), self._online, 1, True, None)
-        session.connack.set_result(True)
+        session.connack.set_result(None)
         if self._on_connection_change is not None:
             self._guard("on_connection_change", self._on_connection_change, True)
         self._schedule_ready()
@@ -444,6 +549,7 @@ class MqttLink:
         if mid not in self._pending:
             return
         callback = self._pending.pop(mid)
+        self._bulk.discard(mid)
         ok = not reason.is_failure
         if not ok:
             log.warning("mqtt_publish_rejected", mid=mid, reason=str(reason))
@@ -454,7 +560,7 @@ class MqttLink:
     # ----- helpers ----------------------------------------------------------------
 
     def _publish_now(self, topic: str, payload: bytes, qos: int, retain: bool,
-                     on_result: ResultCallback | None) -> bool:
+                     on_result: ResultCallback | None, *, bulk: bool = False) -> bool:
         """Publish on the current client, bypassing the window check (state messages)."""
         session = self._session
         if session is None or not self._connected:
@@ -464,6 +570,8 @@ class MqttLink:
             log.debug("mqtt_publish_refused", topic=topic, rc=int(info.rc))
             return False
         self._pending[info.mid] = on_result
+        if bulk:
+            self._bulk.add(info.mid)
         return True
 
     def _schedule_ready(self) -> None:
