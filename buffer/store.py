@@ -50,7 +50,7 @@ SHRINK_ABOVE = 8 * 1024 * 1024
 """An emptied store larger than this is vacuumed once, giving the space of a long outage
 back. Never while rows remain: freed pages are reused by new rows, so the file stays
 bounded by ``max_bytes`` plus B-tree overhead without rewriting pages on the card."""
-_READ_COLUMNS = "seq, device, body, received_ns, monotonic_ns, boot_id, clock_synced, crc"
+_READ_COLUMNS = "seq, device, body, received_ns, monotonic_ns, boot, clock_synced, crc"
 
 
 def default_connect(path: str) -> sqlite3.Connection:
@@ -197,6 +197,8 @@ class FrameStore:
         self._wall_ns = wall_ns
         self._conn: sqlite3.Connection | None = None
         self._quarantined: list[Dropped] = []
+        self._boot_ids: dict[int, str] = {}
+        self._boot_numbers: dict[str, int] = {}
         self.rows = 0
         self.bytes = 0
 
@@ -318,6 +320,8 @@ class FrameStore:
         return OpenInfo(self.rows, self.bytes, top, counts, moved, quarantined)
 
     def close(self) -> None:
+        self._boot_ids.clear()
+        self._boot_numbers.clear()
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 if self._conn.in_transaction:
@@ -343,6 +347,7 @@ class FrameStore:
         except sqlite3.Error as exc:
             self.rows, self.bytes = rows, size
             self._quarantined.clear()  # rolled back: nothing was moved
+            self._boot_numbers.clear()  # a boot added in it is gone too
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -351,15 +356,41 @@ class FrameStore:
     def append_many(self, records: Iterable[UplinkRecord]) -> None:
         """Insert (or overwrite with identical content) records by seq."""
         with self.transaction("append"):
-            batch = [(r.seq, r.device, r.body, r.received_ns, r.monotonic_ns, r.boot_id,
-                      int(r.clock_synced), row_size(r), record_checksum(r)) for r in records]
+            batch = [(r.seq, r.device, r.body, r.received_ns, r.monotonic_ns,
+                      self._boot_number(r.boot_id), int(r.clock_synced), row_size(r),
+                      record_checksum(r)) for r in records]
             seqs = [(b[0],) for b in batch]
             old = self._sizes(seqs)
             self.conn.executemany(
                 "INSERT OR REPLACE INTO frames (seq, device, body, received_ns, monotonic_ns,"
-                " boot_id, clock_synced, size, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                " boot, clock_synced, size, crc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
             self.rows += len(batch) - old[0]
             self.bytes += sum(b[7] for b in batch) - old[1]
+
+    def _boot_number(self, boot_id: str) -> int:
+        """The row number of a boot id in ``boots`` (added on first use, in the caller's
+        transaction; the cache is dropped if that transaction rolls back)."""
+        number = self._boot_numbers.get(boot_id)
+        if number is None:
+            self.conn.execute("INSERT OR IGNORE INTO boots (boot_id) VALUES (?)", (boot_id,))
+            found = self.conn.execute("SELECT id FROM boots WHERE boot_id = ?",
+                                      (boot_id,)).fetchone()
+            number = int(found[0])
+            self._boot_numbers[boot_id] = number
+        return number
+
+    def _boot_id(self, number: object) -> str | None:
+        """The boot id a row refers to; None when ``boots`` has no such row (damage)."""
+        if not isinstance(number, int):
+            return None
+        found = self._boot_ids.get(number)
+        if found is None:
+            row = self.conn.execute("SELECT boot_id FROM boots WHERE id = ?",
+                                    (number,)).fetchone()
+            if row is None or not isinstance(row[0], str):
+                return None
+            found = self._boot_ids[number] = row[0]
+        return found
 
     def _sizes(self, seqs: list[tuple[int]]) -> tuple[int, int]:
         """Row count and bytes of the existing rows among ``seqs`` (usually none)."""
@@ -410,7 +441,9 @@ class FrameStore:
         records: list[UplinkRecord] = []
         bad: list[tuple[int, object, str]] = []
         for row in rows:
-            found = decode_row(tuple(row))
+            boot_id = self._boot_id(row[5])
+            found = (decode_row((*row[:5], boot_id, *row[6:])) if boot_id is not None
+                     else f"unknown boot {row[5]!r:.20}")
             if isinstance(found, UplinkRecord):
                 records.append(found)
             else:
@@ -429,8 +462,8 @@ class FrameStore:
             for seq, device, reason in bad:
                 self.conn.execute(
                     "INSERT INTO quarantine (seq, device, body, received_ns, monotonic_ns,"
-                    " boot_id, clock_synced, size, crc, reason, quarantined_ns)"
-                    " SELECT seq, device, body, received_ns, monotonic_ns, boot_id,"
+                    " boot, clock_synced, size, crc, reason, quarantined_ns)"
+                    " SELECT seq, device, body, received_ns, monotonic_ns, boot,"
                     " clock_synced, size, crc, ?, ? FROM frames WHERE seq = ?",
                     (reason, now, seq))
                 self.delete_many([seq])
@@ -448,7 +481,7 @@ class FrameStore:
                 self.delete_many([record.seq])
                 self.conn.execute(
                     "INSERT INTO quarantine (seq, device, body, received_ns, monotonic_ns,"
-                    " boot_id, clock_synced, size, crc, reason, quarantined_ns)"
+                    " boot, clock_synced, size, crc, reason, quarantined_ns)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.seq, record.device, record.body, record.received_ns,
                      record.monotonic_ns, record.boot_id, int(record.clock_synced),

@@ -94,6 +94,7 @@ DAMAGES = {
     "checksum_bit": ("UPDATE frames SET crc = (crc | 1) - (crc & 1) WHERE seq = ?", 9),  # xor
     "body_changed": ("UPDATE frames SET body = X'00' || body WHERE seq = ?", 3),
     "crc_missing": ("UPDATE frames SET crc = NULL WHERE seq = ?", 14),
+    "unknown_boot": ("UPDATE frames SET boot = 99 WHERE seq = ?", 4),
     "text_in_int": ("UPDATE frames SET received_ns = 'x' || received_ns WHERE seq = ?", 12),
 }
 
@@ -204,6 +205,29 @@ def test_single_bit_flips_never_stop_the_buffer(tmp_path: Path) -> None:
 
 
 # --- files the gateway did not write ------------------------------------------------------
+
+
+def test_v1_file_is_migrated_with_its_rows_and_checksums(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.executemany("INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+        (1, "dA", b"one", 10, 11, "boot-1", 1, 40),
+        (2, "dB", b"two", 20, 21, "boot-2", 0, 40),
+        (3, "dA", "text body", 30, 31, "boot-1", 1, 40),  # damaged before the migration
+    ])
+    conn.commit()
+    conn.close()
+    store = FrameStore(path)
+    info = store.open()
+    assert (info.rows, info.quarantined, info.device_counts) == (2, 1, {"dA": 1, "dB": 1})
+    got = [(r.seq, r.device, r.body, r.received_ns, r.monotonic_ns, r.boot_id, r.clock_synced)
+           for r in store.read_batch(0, 10)]
+    assert got == [(1, "dA", b"one", 10, 11, "boot-1", True),
+                   (2, "dB", b"two", 20, 21, "boot-2", False)]
+    assert user_version(store.conn) == len(MIGRATIONS)
+    store.close()
 
 
 def test_unversioned_file_with_our_tables_is_adopted(tmp_path: Path) -> None:
