@@ -6,8 +6,9 @@ Once the first replayed frame has arrived (the gateway's reconnect back-off is
 not part of the drain), and while the backlog drains at ``--drain-rate``, a live
 frame from a device with nothing waiting is injected every 20 ms; its latency is
 from ``send_inject`` returning to the subscriber receiving it. Prints the per-device order check,
-loss, duplicates, drain rate and the live frames' latency percentiles. Asserts
-nothing.
+loss, duplicates, drain rate, the live frames' latency percentiles, the gateway's
+memory (VmRSS) holding the whole backlog before the broker returns and its peak
+(VmHWM), and one JSON line. Asserts nothing. Targets: live p99 ≤ 50 ms, RSS ≤ 60 MB.
 
     python -m bench.bench_outage [--frames 100000 --devices 1000 --drain-rate 1000]
 """
@@ -15,6 +16,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -48,12 +50,19 @@ class Collector(UplinkCollector):
         self.arrived.setdefault(key(frame.phy_payload), now)
 
 
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process, in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def run(base: Path, frames: int, devices: int, drain_rate: float) -> None:
+def run(base: Path, frames: int, devices: int, drain_rate: float) -> dict[str, object]:
     broker = PersistentBroker(base / "broker")
     broker.start()
     gw = GatewayProcess(write_config(base, broker.port, buffer=(
@@ -70,6 +79,10 @@ def run(base: Path, frames: int, devices: int, drain_rate: float) -> None:
         ingest_s = time.monotonic() - t0
         print(f"outage: {len(backlog):,} frames from {devices:,} devices injected in "
               f"{ingest_s:.1f} s ({len(backlog) / ingest_s:,.0f} frames/s through the radio path)")
+        assert gw.proc is not None
+        time.sleep(3.0)  # the last frames reach the buffer and are committed
+        rss_mb, hwm_mb = memory_mb(gw.proc.pid)
+        print(f"memory holding the backlog: VmRSS {rss_mb:.1f} MB, peak VmHWM {hwm_mb:.1f} MB")
         broker.start()
         wait_for(lambda: bool(collector.arrived), 120, "the gateway to reconnect")
         drain_start = min(collector.arrived.values())  # reconnect back-off is not drain time
@@ -101,6 +114,14 @@ def run(base: Path, frames: int, devices: int, drain_rate: float) -> None:
     print(f"live frames during the drain: {len(latency_ms)}, latency p50 "
           f"{statistics.median(latency_ms):.1f} ms, p99 {percentile(latency_ms, 99):.1f} ms, "
           f"max {max(latency_ms):.1f} ms")
+    return {"bench": "outage", "frames": len(backlog), "devices": devices,
+            "drain_rate_per_s": drain_rate, "order_violations": order_violations(snapshot),
+            "lost": len(want - unique), "duplicates": len(snapshot) - len(unique),
+            "drain_frames_per_s": round(len(backlog) / drain_s),
+            "live_p50_ms": round(statistics.median(latency_ms), 1),
+            "live_p99_ms": round(percentile(latency_ms, 99), 1),
+            "live_max_ms": round(max(latency_ms), 1),
+            "rss_backlog_mb": round(rss_mb, 1), "rss_peak_mb": round(hwm_mb, 1)}
 
 
 def main() -> None:
@@ -111,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-outage-"))
     try:
-        run(base, args.frames, args.devices, args.drain_rate)
+        print(json.dumps(run(base, args.frames, args.devices, args.drain_rate)))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -78,6 +78,7 @@ class UplinkBuffer:
         self._wake = asyncio.Event()
         self._read_wanted = False
         self._read_failed = False
+        self._commit_early = False
         self._rejected: list[tuple[UplinkRecord, str]] = []
         self._closing = False
         self._closed = False
@@ -179,8 +180,13 @@ class UplinkBuffer:
             self._send(self._backlog.add(record, in_flight=True, priority=False), replayed=False)
         else:
             self._backlog.add(record, in_flight=False, priority=live)
-        if len(self._backlog.unpersisted) > self._config.memory_max_records:
+        unwritten = len(self._backlog.unpersisted)
+        if unwritten > self._config.memory_max_records:
             self._backlog.enforce_memory(self._config.memory_max_records)
+        elif (unwritten >= self._config.commit_early_records and self._storage_ok
+              and not self._commit_early):
+            self._commit_early = True  # a burst: write it now, keep memory small
+            self._wake.set()
         return seq
 
     def sink_ready(self) -> None:
@@ -324,7 +330,7 @@ class UplinkBuffer:
         next_commit = loop.time() + self._config.commit_interval_s
         while not self._closing:
             timeout = next_commit - loop.time()
-            if not self._read_wanted and timeout > 0:
+            if not (self._read_wanted or self._commit_early) and timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
@@ -334,9 +340,10 @@ class UplinkBuffer:
                 async with self._io_lock:
                     if self._read_wanted:
                         await self._read_more()
-                    if loop.time() >= next_commit:
+                    if self._commit_early or loop.time() >= next_commit:
                         self._read_failed = False
                         await self._commit()
+                        self._commit_early = False
                         next_commit = loop.time() + self._config.commit_interval_s
             except Exception:  # a bug here must not stop persisting for good
                 log.exception("buffer_store_worker_error")
