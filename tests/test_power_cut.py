@@ -62,6 +62,7 @@ def parse(trace: Path, folder: Path) -> list[Event]:
     pending: dict[str, str] = {}
     for raw in trace.read_text().splitlines():
         pid, _, rest = raw.partition(" ")
+        rest = rest.lstrip()  # strace pads short pids to a common width
         if rest.endswith("<unfinished ...>"):
             pending[pid] = rest[: -len(" <unfinished ...>")]
             continue
@@ -165,7 +166,9 @@ def record(folder: Path, sync: str) -> list[Event]:
          "-e", "trace=write,pwrite64,fsync,fdatasync,ftruncate,unlink,unlinkat",
          sys.executable, "-m", "tests.powercut_writer", str(folder), str(ROUNDS), sync],
         check=True, capture_output=True, timeout=300, cwd=Path(__file__).parent.parent)
-    return parse(trace, folder)
+    events = parse(trace, folder)
+    assert events, (folder, trace.read_text()[:2000])
+    return events
 
 
 def lost_at_cuts(events: list[Event], tmp: Path, cuts: int) -> tuple[int, int, int, list[str]]:
