@@ -106,6 +106,10 @@ def check_buffer(path: Path) -> CheckResult:
         try:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             rows, oldest = conn.execute("SELECT COUNT(*), MIN(received_ns) FROM frames").fetchone()
+            has_quarantine = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                                          " AND name = 'quarantine'").fetchone()
+            damaged = (conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+                       if has_quarantine else 0)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -114,6 +118,9 @@ def check_buffer(path: Path) -> CheckResult:
     if verdict != "ok":
         return fail("buffer", f"{path}: integrity check says {verdict}",
                     "restart the service: it keeps the damaged file and opens a fresh one")
+    if damaged:
+        return warn("buffer", f"{damaged} damaged rows kept in {path} (table quarantine)",
+                    "inspect them with sqlite3; the gateway goes on without them")
     if rows and isinstance(oldest, int):
         age_h = (time.time_ns() - oldest) / 3.6e12
         return warn("buffer", f"{rows} frames waiting, oldest {age_h:.1f} h",

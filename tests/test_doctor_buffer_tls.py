@@ -43,3 +43,16 @@ def test_buffer_path_that_is_not_a_file_fails(tmp_path: Path, kind: str) -> None
     assert result.status == "fail" and "memory only" in result.detail
     config = write(tmp_path, 'server = "mqtt://127.0.0.1:1"', str(path))
     assert by_name(run_checks(config, no_hardware))["buffer"].status == "fail"
+
+
+def test_quarantined_rows_are_a_warning(tmp_path: Path) -> None:
+    from buffer.store import FrameStore
+    from buffer.types import UplinkRecord
+
+    path = tmp_path / "b.sqlite"
+    store = FrameStore(path)
+    store.open()
+    store.quarantine_records([(UplinkRecord(1, "d", b"\xff", 1, 1, "boot", True), "bad body")])
+    store.close()
+    result = check_buffer(path)
+    assert result.status == "warn" and "1 damaged rows" in result.detail
