@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def test_garbage_file_is_moved_aside(tmp_path: Path) -> None:
 def test_damaged_page_is_caught_by_quick_check(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     store = opened(path)
-    store.append_many([rec(i, body=bytes(range(256)) * 4) for i in range(1, 200)])
+    noise = random.Random(1)  # incompressible: the file must span many pages
+    store.append_many([rec(i, body=noise.randbytes(1024)) for i in range(1, 200)])
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     data = bytearray(path.read_bytes())
@@ -169,7 +171,9 @@ def test_emptied_large_store_is_shrunk_and_wal_is_limited(tmp_path: Path) -> Non
     store = FrameStore(path, shrink_above=256 * 1024)
     store.open()
     assert store.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 4 * 1024 * 1024
-    records = [UplinkRecord(i, f"d{i % 7}", bytes(200), i, i, "b", True) for i in range(1, 5001)]
+    noise = random.Random(2)  # incompressible bodies: the file really grows
+    records = [UplinkRecord(i, f"d{i % 7}", noise.randbytes(200), i, i, "b", True)
+               for i in range(1, 5001)]
     age = AgeLimit("b", 0, 0)
     store.commit(CommitPlan(records, [], 10**9, age))
     grown = store.file_bytes()

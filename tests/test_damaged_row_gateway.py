@@ -47,7 +47,7 @@ def damage(path: Path) -> dict[int, str]:
         "SELECT f.seq, f.device, f.received_ns, f.monotonic_ns, b.boot_id, f.clock_synced"
         " FROM frames f JOIN boots b ON b.id = f.boot WHERE seq = ?", (bad_body,)).fetchone()
     body = b"\xff\xff not an UplinkFrame"
-    conn.execute("UPDATE frames SET body = ?, crc = ? WHERE seq = ?",
+    conn.execute("UPDATE frames SET body = ?, codec = 0, crc = ? WHERE seq = ?",
                  (body, checksum(seq, device, body, received, mono, boot, synced), seq))
     conn.commit()
     conn.close()
