@@ -88,13 +88,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where the buffer lives (default: a temporary directory)")
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES))
+    parser.add_argument("--outage-only", action="store_true",
+                        help="skip the line-up phase (nothing is written then)")
     args = parser.parse_args()
     results: list[dict[str, object]] = []
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench-sd-"))
     print(f"bytes per frame, wchar / write_bytes, {args.seconds:g} s windows, "
           f"commit_interval_s = 1.0, buffer in {root}")
     try:
-        for outage in (False, True):
+        for outage in (True,) if args.outage_only else (False, True):
             cells = []
             for rate in args.rates:
                 wchar, wbytes = measure(root / f"r{rate}-{int(outage)}", rate, outage,
