@@ -30,8 +30,8 @@ import paho.mqtt.client as mqtt
 from chirpstack_api.gw import gw_pb2
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.broker import MosquittoBroker
-from tests.gateway_proc import GatewayProcess, wait_for, write_config
+from tests.support.broker import MosquittoBroker
+from tests.support.gateway_proc import GatewayProcess, wait_for, write_config
 
 
 class OnlineWatcher:

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from buffer.schema import MIGRATIONS, user_version
 from buffer.store import FrameStore, StoreError
 from buffer.types import AckCallback, Delivery, UndeliverableError, UplinkRecord
-from tests.test_buffer_support import FakeSink, make_buffer, run, submit
+from tests.support.buffer import FakeSink, make_buffer, run, submit
 
 DEVICES = ("dA", "dB", "dC")
 

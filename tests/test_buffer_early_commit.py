@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.test_buffer_support import FakeSink, make_buffer, rows, run, submit
+from tests.support.buffer import FakeSink, make_buffer, rows, run, submit
 
 
 def test_burst_is_committed_early(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from buffer.records import checksum
-from gateway.inject import send_inject
-from gateway.local_broker import find_mosquitto
-from tests.broker import MosquittoBroker
-from tests.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
-from tests.test_buffer_e2e_support import key, packet
+from gateway.sim.inject import send_inject
+from gateway.sim.local_broker import find_mosquitto
+from tests.support.broker import MosquittoBroker
+from tests.support.buffer_e2e import key, packet
+from tests.support.gateway_proc import GatewayProcess, UplinkCollector, wait_for, write_config
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
 
