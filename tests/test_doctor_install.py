@@ -174,8 +174,9 @@ def test_mqtts_on_a_plain_port_fails_at_tls_not_tcp(tmp_path: Path,
 
 
 def test_tls_files_line_says_what_is_actually_set(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    from tests.test_mqtt_tls import make_pki
+
+    ca = make_pki(tmp_path / "pki")[0]  # a real CA: a garbage one fails (issue 13)
     path = tmp_path / "gateway.toml"
     path.write_text(f'[mqtt]\nserver = "mqtts://127.0.0.1:1"\nca_cert = "{ca}"\n')
     line = by_name(run_checks(path, no_hardware))["tls-files"]
