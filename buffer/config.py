@@ -31,7 +31,7 @@ class BufferConfig:
     memory_max_records: int = 100_000
     """Records kept in memory while SQLite cannot take them (disk full, read-only)."""
     read_batch_records: int = 1000
-    commit_early_records: int = 2000
+    commit_early_records: int = 1000
     """A burst that leaves this many records unwritten is committed at once rather
     than at the end of the interval: memory (RSS) stays small whatever the rate."""
     retry_after_s: float = 1.0
