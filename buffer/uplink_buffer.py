@@ -87,6 +87,12 @@ class UplinkBuffer:
         self._pump_scheduled = False
         self._paused = False
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._outstanding = 0
+        """Sends whose result has not come back yet (each send gets exactly one)."""
+        self._outage = False
+        self._paced_upto = 0
+        """Records with a seq up to this one were left behind by an outage (or a previous
+        run) and replay at ``drain_rate_per_s``; later ones wait only for the window."""
         self._retry_timer: asyncio.TimerHandle | None = None
 
     # --- life cycle -----------------------------------------------------------------------
@@ -176,9 +182,14 @@ class UplinkBuffer:
             self._backlog.dropped["closed"] += 1
             return seq
         live = not self._backlog.has_waiting(record.device)
-        if live and self._can_send():
+        can_send = self._can_send()
+        if live and can_send:
             self._send(self._backlog.add(record, in_flight=True, priority=False), replayed=False)
         else:
+            if self._outage or (not can_send and not self._outstanding):
+                # Refused with nothing in flight: the link is down, not the window full.
+                self._outage = True
+                self._paced_upto = seq
             self._backlog.add(record, in_flight=False, priority=live)
         unwritten = len(self._backlog.unpersisted)
         if unwritten > self._config.memory_max_records:
@@ -215,6 +226,7 @@ class UplinkBuffer:
             self._on_result(record.seq, generation, ok)
 
         self._counts["sent"] += 1
+        self._outstanding += 1
         try:
             self._sink.send(delivery, on_result)
         except UndeliverableError as exc:
@@ -228,6 +240,8 @@ class UplinkBuffer:
             self._on_result(record.seq, generation, False)
 
     def _on_result(self, seq: int, generation: int, ok: bool) -> None:
+        self._outstanding -= 1
+        self._outage = not ok
         if ok:
             if self._backlog.ack(seq, generation):
                 self._counts["acked"] += 1
@@ -279,13 +293,19 @@ class UplinkBuffer:
                 if not isinstance(found, Entry):
                     return
                 entry = found
-            if not (entry.priority and self._fresh(entry.record)) and not self._bucket.take():
+            if self._paced(entry) and not self._bucket.take():
                 self._schedule_drain(self._bucket.wait_s())
                 return
             backlog.take(entry)
             self._send(entry, replayed=True)
         if backlog.disk_only and backlog.backlog_resident < self._config.read_batch_records // 2:
             self._request_read()
+
+    def _paced(self, entry: Entry) -> bool:
+        """Only what an outage left behind is paced: while connected, a backlog that a
+        burst built up (the window was full) drains as fast as the link takes it."""
+        return entry.record.seq <= self._paced_upto and not (
+            entry.priority and self._fresh(entry.record))
 
     def _fresh(self, record: UplinkRecord) -> bool:
         """Received in this boot less than ``fresh_s`` ago (held only by a full window)."""
@@ -393,6 +413,7 @@ class UplinkBuffer:
         if info.moved_aside is not None:
             self._last_error = f"store moved aside to {info.moved_aside.name}"
         self._next_seq = max(self._next_seq, info.max_seq + 1)
+        self._paced_upto = max(self._paced_upto, info.max_seq)  # a previous run's backlog
         self._hw_written = info.max_seq
         self._backlog.adopt_disk(info.rows, info.device_counts)
         if info.quarantined:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hal.types import COUNTER_MODULO
+from hal.types import COUNTER_MODULO, RxPacket
 
 
 @dataclass(slots=True)
@@ -19,8 +19,19 @@ class UplinkCounters:
     per_frequency: Counter[int] = field(default_factory=Counter)
     per_modulation: Counter[tuple[str, int, int, int, str]] = field(default_factory=Counter)
     """(modulation, spreading factor, bandwidth Hz, FSK bit rate, code rate) of received packets."""
-    last_uplink: dict[str, object] | None = None
-    """Device, counter, frequency and time of the last forwarded uplink (for ``status``)."""
+    last_packet: tuple[RxPacket, str, int] | None = None
+    """The last forwarded packet, its device key and its receive time (ns): kept as is,
+    because building the ``status`` view of it for every frame costs more than the
+    rare ``status`` call that reads it."""
+
+    @property
+    def last_uplink(self) -> dict[str, object] | None:
+        """Device, frequency, RSSI and time of the last forwarded uplink (for ``status``)."""
+        if self.last_packet is None:
+            return None
+        packet, device, received_ns = self.last_packet
+        return {"at_unix": received_ns // 1_000_000_000, "device": device,
+                "frequency": packet.frequency_hz, "rssi": round(packet.rssi_dbm)}
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1

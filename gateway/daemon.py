@@ -15,7 +15,6 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -31,6 +30,7 @@ from gateway.edge_stage import EdgeStage
 from gateway.log import RateLimiter
 from gateway.radio import radio_settings
 from gateway.radio_loop import RadioLoop, RadioSession, Submit
+from gateway.radio_thread import RadioThread
 from gateway.servers import DEFAULT_NAME, ExtraServers, Router, open_serving, serving
 from gateway.service_hooks import ServiceHooks
 from gateway.sim.site import SimSite
@@ -111,7 +111,7 @@ class Daemon:
         self._gateway_id = ""
         self.counters = UplinkCounters()
         self._stop = asyncio.Event()
-        self._radio_executor = ThreadPoolExecutor(1, thread_name_prefix="radio")
+        self._radio_executor = RadioThread()
         self._background: set[asyncio.Task[None]] = set()
         self.radio: Radio | None = None
         """The opened radio (tests reach the emulated chip as ``radio.emulator``)."""
@@ -203,8 +203,8 @@ class Daemon:
             poll_interval_s=self.config.concentrator.poll_interval_s,
             forward_crc_error=self.config.forwarder.forward_crc_error,
             counters=self.counters,
-            after_poll=_chain(site.after_poll if site is not None else None,
-                              hooks.watchdog.radio_alive),
+            after_poll=site.after_poll if site is not None else None,
+            on_alive=hooks.watchdog.radio_alive,
             edge_check=edge_filter.check,
             radio_service=downlink.service_radio,
             gps_time_at=downlink.class_b.gps_time_at if downlink.class_b is not None else None,
@@ -335,17 +335,6 @@ class Daemon:
         ack = await self._edge.handle_sync(payload)
         if ack is not None:
             self._link.publish(self._topics.event("keys-ack"), ack, qos=1)
-
-
-def _chain(*callbacks: Callable[[], None] | None) -> Callable[[], None]:
-    """One callback that calls each given one in turn (skipping None)."""
-    present = [c for c in callbacks if c is not None]
-
-    def call_all() -> None:
-        for callback in present:
-            callback()
-
-    return call_all
 
 
 def run_daemon(config: Config, limiter: RateLimiter | None = None) -> int:

@@ -1,27 +1,30 @@
 """The uplink half of the daemon: poll the concentrator, turn packets into buffered uplinks.
 
 SPI I/O is blocking, so every concentrator call runs on the one radio thread
-(``radio_executor``); this coroutine only awaits it and does the cheap work of
-building the ChirpStack message and handing it to the buffer on the event loop.
-Each poll is one job on that thread: fetch the packets, stamp their contexts,
-then run ``radio_service`` (the downlink path loading due TX packets), so the
-TX side gets the chip every poll without a second executor hop.
+(:class:`gateway.radio_thread.RadioThread`). That thread polls on its own every
+``poll_interval_s``: it fetches the packets, stamps their contexts, then runs
+``radio_service`` (the downlink path loading due TX packets), so the TX side
+gets the chip every poll. The event loop hears from it only when a poll found
+packets (one ``call_soon_threadsafe`` per batch), and then does the cheap work
+of building the ChirpStack message and handing it to the buffer. An idle
+gateway therefore costs one timed wake of one thread per poll and nothing on
+the loop; before, each poll took a loop timer, an executor future and two
+thread hand-offs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.clock import boottime_ns, clock_synchronised
 from gateway.counters import CounterEpoch, UplinkCounters
+from gateway.radio_thread import RadioThread
 from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import CrcStatus, RxPacket
@@ -33,8 +36,12 @@ log = structlog.get_logger(__name__)
 
 Submit = Callable[..., int]
 RadioService = Callable[[], None]
+Received = list[tuple[RxPacket, bytes]]
 
 CLOCK_CHECK_INTERVAL_S = 10.0
+ERROR_BACKOFF_S = 1.0
+LOOP_TICK_S = 1.0
+"""``after_poll`` runs on the loop at least this often even when nothing is received."""
 PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
 
 
@@ -60,12 +67,17 @@ class RadioSession:
 
 
 class RadioLoop:
-    """Receives from the concentrator and submits uplinks to the buffer in arrival order."""
+    """Receives from the concentrator and submits uplinks to the buffer in arrival order.
+
+    ``after_poll`` runs on the event loop after each batch is submitted (and at
+    least every ``LOOP_TICK_S``); ``on_alive`` runs on the radio thread after every
+    poll that reached the chip (it must be thread-safe: the watchdog's float store).
+    """
 
     def __init__(
         self,
         concentrator: Concentrator,
-        radio_executor: Executor,
+        radio_thread: RadioThread,
         submit: Submit,
         *,
         gateway_id: str,
@@ -74,12 +86,13 @@ class RadioLoop:
         forward_crc_error: bool,
         counters: UplinkCounters,
         after_poll: Callable[[], None] | None = None,
+        on_alive: Callable[[], None] | None = None,
         edge_check: Callable[[bytes], Verdict] | None = None,
         radio_service: RadioService | None = None,
         gps_time_at: Callable[[int], int | None] | None = None,
     ) -> None:
         self._conc = concentrator
-        self._executor = radio_executor
+        self._thread = radio_thread
         self._submit = submit
         self._gateway_id = gateway_id
         self.session = session
@@ -88,6 +101,7 @@ class RadioLoop:
         self._forward_crc_error = forward_crc_error
         self.counters = counters
         self._after_poll = after_poll
+        self._on_alive = on_alive
         self._edge_check = edge_check
         self._gps_time_at = gps_time_at
         """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
@@ -95,37 +109,74 @@ class RadioLoop:
         self._next_uplink_id = random.getrandbits(32)
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
-        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._last_tick = 0.0
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._thread.stop_polling()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                received = await self.poll_once()
-            except HalError as exc:
-                log.error("concentrator_receive_failed", error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            if not received:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_interval_s)
-
-    async def poll_once(self) -> int:
-        """Fetch what the chip holds and submit it; returns how many packets came."""
+        """Poll on the radio thread until ``stop``; raises if a poll crashed (a bug)."""
         loop = asyncio.get_running_loop()
-        received = await loop.run_in_executor(self._executor, self._poll_radio)
+        self._loop = loop
+        self._done = loop.create_future()
+        self._last_tick = time.monotonic()
+        self._thread.start_polling(self._poll_thread, self._poll_interval_s, self._crashed)
+        await self._done
+
+    def _crashed(self, exc: BaseException) -> None:
+        """Radio thread: a poll raised something other than HalError; end ``run``."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._fail, exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    def _poll_thread(self) -> float | None:
+        """Radio thread, every poll: receive; hand a batch to the loop only if there is one."""
+        try:
+            received = self._poll_radio()
+        except HalError as exc:
+            log.error("concentrator_receive_failed", error=str(exc))
+            return ERROR_BACKOFF_S
+        if self._on_alive is not None:
+            self._on_alive()
+        loop = self._loop
+        if loop is None:
+            return None
+        if received:
+            loop.call_soon_threadsafe(self._deliver, received)
+        elif self._after_poll is not None:
+            now = time.monotonic()
+            if now - self._last_tick >= LOOP_TICK_S:
+                self._last_tick = now
+                loop.call_soon_threadsafe(self._after_poll)
+        return None
+
+    def _deliver(self, received: Received) -> None:
+        """Event loop: submit one batch in arrival order."""
+        handle = self._handle
         for packet, context in received:
-            self._handle(packet, context)
+            handle(packet, context)
         if self._after_poll is not None:
             self._after_poll()
+
+    async def poll_once(self) -> int:
+        """Fetch what the chip holds now and submit it (used to drain on stop)."""
+        loop = asyncio.get_running_loop()
+        received = await loop.run_in_executor(self._thread, self._poll_radio)
+        self._deliver(received)
         return len(received)
 
-    def _poll_radio(self) -> list[tuple[RxPacket, bytes]]:
+    def _poll_radio(self) -> Received:
         """Radio thread: receive, stamp contexts, then give the TX side its turn."""
         packets = self._conc.receive()
-        received = [(p, self.session.context_for(p.count_us)) for p in packets]
+        context_for = self.session.context_for
+        received = [(p, context_for(p.count_us)) for p in packets] if packets else []
         if self._radio_service is not None:
             self._radio_service()
         return received
@@ -150,23 +201,28 @@ class RadioLoop:
         return round(pps_gps_us / 1e6) * 1_000_000_000 + packet.fine_time_ns
 
     def _handle(self, packet: RxPacket, context: bytes) -> None:
-        self.counters.rx_received += 1
-        self.counters.per_frequency[packet.frequency_hz] += 1
-        self.counters.per_modulation[(packet.modulation.value, packet.spreading_factor,
-                                      packet.bandwidth_hz, packet.datarate_bps,
-                                      packet.code_rate)] += 1
+        counters = self.counters
+        counters.rx_received += 1
+        counters.per_frequency[packet.frequency_hz] += 1
+        counters.per_modulation[(packet.modulation.value, packet.spreading_factor,
+                                 packet.bandwidth_hz, packet.datarate_bps,
+                                 packet.code_rate)] += 1
         if packet.crc_status is CrcStatus.CRC_OK:
-            self.counters.rx_ok += 1
+            counters.rx_ok += 1
         elif not self._forward_crc_error:
-            self.counters.drop("bad_crc" if packet.crc_status is CrcStatus.BAD_CRC else "no_crc")
+            counters.drop("bad_crc" if packet.crc_status is CrcStatus.BAD_CRC else "no_crc")
             return
         flags = ""
         if self._edge_check is not None:
             verdict = self._edge_check(packet.payload)
             if not verdict.forward:
-                self.counters.drop("edge_" + verdict.reason)
+                counters.drop("edge_" + verdict.reason)
                 return
-            flags = ",".join(sorted(verdict.flags))
+            if verdict.flags:
+                flags = ",".join(sorted(verdict.flags))
+            device = verdict.device  # the edge check parsed the frame: no second parse
+        else:
+            device = device_key(packet.payload)
         received_ns = time.time_ns()
         synced = self._clock_synced()
         plausible = synced or received_ns >= PLAUSIBLE_EPOCH_NS
@@ -185,7 +241,6 @@ class RadioLoop:
         gps_us = self._gps_time_at(packet.count_us) if self._gps_time_at is not None else None
         if gps_us is not None:
             frame.rx_info.time_since_gps_epoch.FromMicroseconds(gps_us)
-        device = device_key(packet.payload)
         self._submit(
             device,
             frame.SerializeToString(),
@@ -193,8 +248,5 @@ class RadioLoop:
             monotonic_ns=boottime_ns(),
             clock_synced=synced,
         )
-        self.counters.forwarded += 1
-        self.counters.last_uplink = {"at_unix": received_ns // 1_000_000_000,
-                                     "device": device,
-                                     "frequency": packet.frequency_hz,
-                                     "rssi": round(packet.rssi_dbm)}
+        counters.forwarded += 1
+        counters.last_packet = (packet, device, received_ns)

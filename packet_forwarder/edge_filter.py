@@ -175,6 +175,8 @@ class Verdict:
     dev_eui: str = ""
     fcnt32: int | None = None
     flags: frozenset[str] = field(default_factory=frozenset)
+    device: str = ""
+    """The buffer's ordering key (``lorawan.device_key``), from the parse already done."""
 
 
 _NO_FLAGS: Final[frozenset[str]] = frozenset()
@@ -345,7 +347,7 @@ class EdgeFilter:
             self.counters.count_drop(reason, device)
             self._log_drop(reason, device, fcnt if fcnt is not None else log_fcnt)
         dev_addr = "" if device.startswith("deveui:") else device
-        return Verdict(forward, reason, dev_addr, dev_eui, fcnt, flags)
+        return Verdict(forward, reason, dev_addr, dev_eui, fcnt, flags, device)
 
     def _log_drop(self, reason: str, device: str, fcnt: int | None) -> None:
         if device.startswith("deveui:"):

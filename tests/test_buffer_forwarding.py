@@ -449,3 +449,61 @@ def test_frames_held_through_an_outage_are_paced_even_first_of_their_device(
         await buf.abort()
 
     run(main())
+
+
+def test_a_burst_while_connected_drains_as_fast_as_the_window_allows(tmp_path: Path) -> None:
+    """A burst that outran the window is not an outage: it must not wait for the drain
+    rate (20,000 frames at 200/s took 100 s where the link needed 2)."""
+    async def main() -> None:
+        clock = FakeClock()
+        sink = FakeSink(window=10)
+        buf = make_buffer(tmp_path / "b.sqlite", sink, clock, drain_rate_per_s=1,
+                          drain_burst_s=1.0)
+        await buf.open()
+        seqs = [s for i in range(20) for s in submit(buf, f"d{i % 4}", 5, clock=clock)]
+        assert len(sink.log) == 10 and len(seqs) == 100
+        for _ in range(20):  # the clock never moves: no token is ever earned
+            sink.ack_all()
+            await asyncio.sleep(0)
+        assert sorted(sink.sent_seqs()) == seqs
+        for device in ("d0", "d1", "d2", "d3"):  # and each device kept its order
+            mine = [d.record.seq for d in sink.log if d.record.device == device]
+            assert mine == sorted(mine)
+        await buf.abort()
+
+    run(main())
+
+
+def test_only_frames_from_the_outage_are_paced_then_full_speed_again(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        sink = FakeSink(window=5)
+        buf = make_buffer(tmp_path / "b.sqlite", sink, clock, drain_rate_per_s=10,
+                          drain_burst_s=0.2)
+        await buf.open()
+        submit(buf, "d1", 2, clock=clock)
+        sink.disconnect()  # both in flight fail: an outage
+        held = submit(buf, "d2", 20, clock=clock)
+        clock.advance(30.0)
+        sink.up = True
+        buf.sink_ready()
+        await asyncio.sleep(0)
+        sink.ack_all()
+        await asyncio.sleep(0)
+        assert len(sink.log) == 4  # d1's two again, paced: 0.2 s of 10/s
+        assert not set(held) & set(sink.sent_seqs())
+        for _ in range(20):
+            clock.advance(0.2)
+            buf.sink_ready()
+            sink.ack_all()
+            await asyncio.sleep(0)
+        assert set(held) <= set(sink.sent_seqs())
+        before = len(sink.log)
+        burst = [s for i in range(10) for s in submit(buf, f"e{i}", 3, clock=clock)]
+        for _ in range(10):  # connected again: the new burst needs no tokens
+            sink.ack_all()
+            await asyncio.sleep(0)
+        assert sink.sent_seqs()[before:] != [] and set(burst) <= set(sink.sent_seqs())
+        await buf.abort()
+
+    run(main())

@@ -1,0 +1,365 @@
+"""What the gateway costs on a small machine: idle CPU, CPU per frame, memory, flood speed.
+
+One run starts a real Mosquitto and the real daemon (``python -m gateway run``, emulator
+backend, 10 ms poll, MIC checks on with every device's keys in the edge key store) and
+measures, from outside the daemon, in ``/proc/PID``:
+
+* cold start: process spawn to ``READY=1`` on a ``NOTIFY_SOCKET`` of ours (what systemd
+  waits for);
+* idle: CPU % of one core and context switches per second (voluntary + involuntary, summed
+  over every thread of the daemon) over ``--idle-s`` seconds with no traffic;
+* CPU µs per frame at 10, 100 and 260 frames/s (the SX1302's maximum): CPU time of the
+  daemon over the window divided by frames, gross and net of the idle cost;
+* flood: ``--flood-frames`` frames injected as fast as the emulated chip takes them,
+  received by a QoS 1 subscriber; then a bare paho QoS 1 publisher sends the very payloads
+  the daemon published, with the daemon's in-flight window, to the same broker and the same
+  subscriber. The ratio of the two rates is the figure to watch;
+* RSS after start and after the flood.
+
+Frames are genuine LoRaWAN 1.0 data uplinks (valid MIC, advancing FCnt) so every one goes
+through the full edge check and is forwarded. Run from the repository root::
+
+    python bench/sobriety.py [--idle-s 60] [--flood-frames 100000] [--json out.json]
+
+``--runs N`` repeats the whole measurement and reports medians (and every run in JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from packet_forwarder import lorawan as lw
+from tests.support.broker import MosquittoBroker
+from tests.support.gateway_proc import GATEWAY_ID, wait_for, write_config
+
+DEVICES = 500
+RATES = (10.0, 100.0, 260.0)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TOPIC = f"eu868/gateway/{GATEWAY_ID}/event/up"
+
+
+# --- what /proc says about the daemon ---------------------------------------------------------
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of the whole process (all threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches summed over the live threads."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * PAGE / 1e6
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+class Devices:
+    """DEVICES LoRaWAN 1.0 sessions; ``frame(i)`` is the i-th genuine uplink of the run."""
+
+    def __init__(self) -> None:
+        rng = random.Random(18)
+        self.keys = [lw.SessionKeys10(rng.randbytes(16), rng.randbytes(16))
+                     for _ in range(DEVICES)]
+        self.addrs = [bytes([0x26, 0x02, i >> 8, i & 0xFF]) for i in range(DEVICES)]
+
+    def provision(self, work: Path) -> None:
+        from packet_forwarder.keystore import KeyStore
+        from packet_forwarder.keystore.records import records_from_fields
+
+        sessions = []
+        for i, (addr, keys) in enumerate(zip(self.addrs, self.keys, strict=True)):
+            n = keys.nwk_s_key.hex()
+            session, _ = records_from_fields({
+                "dev_eui": f"{i:016x}", "dev_addr": addr.hex(), "mac_version": "1.0.3",
+                "nwk_s_enc_key": n, "s_nwk_s_int_key": n, "f_nwk_s_int_key": n})
+            sessions.append(session)
+        store = KeyStore(work / "keys.sqlite", work / "master.key")
+        store.apply([s for s in sessions if s is not None])
+        store.close()
+
+    def frame(self, i: int) -> bytes:
+        dev = i % DEVICES
+        fields = lw.DataFields(dev_addr=self.addrs[dev], fcnt=i // DEVICES, fport=1,
+                               payload=i.to_bytes(4, "little") + bytes(8))
+        phy = lw.build_data_uplink_10(fields, self.keys[dev])
+        return json.dumps({"phy_payload": phy.hex(), "frequency": 868_100_000, "sf": 7,
+                           "rssi": -60, "snr": 8}).encode()
+
+
+# --- the daemon and the network-server stand-in -----------------------------------------------
+
+class Daemon:
+    """``python -m gateway run`` with a NOTIFY_SOCKET of ours, timed to READY=1."""
+
+    def __init__(self, work: Path, port: int, max_inflight: int, drain_rate: float) -> None:
+        self.work = work
+        self.config = write_config(
+            work, port, log='level = "warning"',
+            concentrator='poll_interval_s = 0.01',
+            mqtt=f"keepalive_s = 30\nstats_interval_s = 30\nmax_inflight = {max_inflight}",
+            buffer=f"drain_rate_per_s = {drain_rate:g}",
+            edge='unknown_devaddr = "forward"')
+        self.inject_path = work / "inject.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(work / "notify.sock"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cold_start_s = 0.0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.work / "notify.sock")}
+        log = (self.work / "gateway.log").open("ab")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c",
+                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=self.work)
+        log.close()
+        self.notify.settimeout(60)
+        while b"READY=1" not in self.notify.recv(4096):
+            pass
+        self.cold_start_s = time.perf_counter() - started
+        self.notify.settimeout(None)
+        threading.Thread(target=self._swallow_notify, daemon=True).start()
+
+    def _swallow_notify(self) -> None:
+        try:
+            while self.notify.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(60)
+            self.proc = None
+        self.notify.close()
+
+
+class Subscriber:
+    """Counts QoS 1 arrivals on ``event/up`` and keeps the payloads (for the paho baseline)."""
+
+    def __init__(self, port: int) -> None:
+        self.payloads: list[bytes] = []
+        self.last_at = 0.0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-ns")
+        self.client.on_message = self._on_message
+        ready = threading.Event()
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(TOPIC, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not ready.wait(10):
+            raise TimeoutError("subscriber did not subscribe")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.payloads.append(msg.payload)
+            self.last_at = time.perf_counter()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.payloads)
+
+    def reset(self) -> list[bytes]:
+        with self._lock:
+            got, self.payloads = self.payloads, []
+            return got
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+# --- the phases -------------------------------------------------------------------------------
+
+def inject(sock: socket.socket, path: Path, frames: list[bytes], rate: float | None) -> float:
+    """Send ``frames`` (paced at ``rate``/s, or as fast as the chip takes them); start time."""
+    start = time.perf_counter()
+    for n, datagram in enumerate(frames):
+        if rate:
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        sock.sendto(datagram, str(path))
+    return start
+
+
+def idle(pid: int, seconds: float) -> dict[str, float]:
+    cpu0, ctx0, t0 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
+    time.sleep(seconds)
+    cpu1, ctx1, t1 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
+    return {"cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "ctx_switches_per_s": (ctx1 - ctx0) / (t1 - t0)}
+
+
+def paced(daemon: Daemon, sub: Subscriber, sock: socket.socket, frames: list[bytes],
+          rate: float, idle_cpu_percent: float) -> dict[str, float]:
+    sub.reset()
+    cpu0, t0 = cpu_s(daemon.pid), time.perf_counter()
+    inject(sock, daemon.inject_path, frames, rate)
+    wait_for(lambda: sub.count() >= len(frames), 120, f"{len(frames)} frames at {rate}/s")
+    time.sleep(0.05)  # the last frame's PUBACK and commit bookkeeping
+    cpu1, t1 = cpu_s(daemon.pid), time.perf_counter()
+    spent = cpu1 - cpu0
+    net = spent - idle_cpu_percent / 100 * (t1 - t0)
+    return {"frames": len(frames), "cpu_us_per_frame": spent / len(frames) * 1e6,
+            "cpu_us_per_frame_net_of_idle": max(net, 0.0) / len(frames) * 1e6}
+
+
+def flood(daemon: Daemon, sub: Subscriber, sock: socket.socket,
+          frames: list[bytes]) -> tuple[float, list[bytes]]:
+    sub.reset()
+    start = inject(sock, daemon.inject_path, frames, None)
+    wait_for(lambda: sub.count() >= len(frames), 600, "the flood at the subscriber")
+    rate = len(frames) / (sub.last_at - start)
+    return rate, sub.reset()
+
+
+def bare_paho(port: int, sub: Subscriber, payloads: list[bytes], inflight: int) -> float:
+    """The same payloads, QoS 1, same window, same broker and subscriber: the ceiling."""
+    sub.reset()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare")
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    try:
+        start = time.perf_counter()
+        for payload in payloads:
+            client.publish(TOPIC, payload, qos=1)
+        wait_for(lambda: sub.count() >= len(payloads), 600, "the bare paho run")
+        return len(payloads) / (sub.last_at - start)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def one_run(args: argparse.Namespace, devices: Devices) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        devices.provision(work)
+        broker = MosquittoBroker(work / "broker")
+        broker.start()
+        daemon = Daemon(work, broker.port, args.inflight, args.drain_rate)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sub = Subscriber(broker.port)
+        try:
+            daemon.start()
+            time.sleep(args.settle_s)
+            result: dict[str, Any] = {"cold_start_s": daemon.cold_start_s,
+                                      "rss_after_start_mb": rss_mb(daemon.pid)}
+            result["idle"] = idle(daemon.pid, args.idle_s)
+            index = 0
+            result["per_frame"] = {}
+            for rate in RATES:
+                count = max(int(rate * args.paced_s), 50)
+                frames = [devices.frame(i) for i in range(index, index + count)]
+                index += count
+                result["per_frame"][f"{rate:g}_per_s"] = paced(
+                    daemon, sub, sock, frames, rate, result["idle"]["cpu_percent"])
+            frames = [devices.frame(i) for i in range(index, index + args.flood_frames)]
+            rate, payloads = flood(daemon, sub, sock, frames)
+            result["rss_after_flood_mb"] = rss_mb(daemon.pid)
+            baseline = bare_paho(broker.port, sub, payloads, args.inflight)
+            result["flood"] = {"frames": args.flood_frames, "daemon_frames_per_s": rate,
+                               "bare_paho_frames_per_s": baseline, "ratio": rate / baseline,
+                               "inflight": args.inflight}
+        finally:
+            sub.close()
+            sock.close()
+            daemon.stop()
+            broker.stop()
+        errors = [line for line in (work / "gateway.log").read_text().splitlines()
+                  if "error" in line.lower()]
+        result["daemon_error_lines"] = len(errors)
+        return result
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same shape as one run, every number replaced by its median over the runs."""
+    first = runs[0]
+    out: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            out[key] = median_of([r[key] for r in runs])
+        elif isinstance(value, (int, float)):
+            out[key] = statistics.median(r[key] for r in runs)
+    return out
+
+
+def report(m: dict[str, Any], runs: int) -> None:
+    print(f"median of {runs} run(s)")
+    print(f"cold start to READY=1     {m['cold_start_s']:8.2f} s")
+    print(f"RSS after start           {m['rss_after_start_mb']:8.1f} MB")
+    print(f"idle CPU (one core)       {m['idle']['cpu_percent']:8.2f} %")
+    print(f"idle context switches     {m['idle']['ctx_switches_per_s']:8.0f} /s")
+    for name, pf in m["per_frame"].items():
+        print(f"CPU per frame at {name:9s}{pf['cpu_us_per_frame']:8.0f} us "
+              f"({pf['cpu_us_per_frame_net_of_idle']:.0f} us net of idle)")
+    f = m["flood"]
+    print(f"flood {f['frames']:.0f} frames: daemon {f['daemon_frames_per_s']:.0f}/s, bare paho "
+          f"{f['bare_paho_frames_per_s']:.0f}/s, ratio {f['ratio']:.2f}")
+    print(f"RSS after the flood       {m['rss_after_flood_mb']:8.1f} MB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--idle-s", type=float, default=60.0)
+    ap.add_argument("--paced-s", type=float, default=10.0, help="seconds per paced rate")
+    ap.add_argument("--flood-frames", type=int, default=100_000)
+    ap.add_argument("--inflight", type=int, default=100, help="the daemon's mqtt.max_inflight")
+    ap.add_argument("--drain-rate", type=float, default=200.0,
+                    help="the daemon's buffer.drain_rate_per_s (200 is the default; 0 unpaced)")
+    ap.add_argument("--settle-s", type=float, default=2.0)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    devices = Devices()
+    runs = [one_run(args, devices) for _ in range(args.runs)]
+    medians = median_of(runs)
+    report(medians, len(runs))
+    if args.json:
+        args.json.write_text(json.dumps({"median": medians, "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""The radio thread: one thread for jobs and polls, and a loop woken only by packets."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.counters import UplinkCounters
+from gateway.radio_loop import RadioLoop, RadioSession
+from gateway.radio_thread import RadioThread
+from hal.errors import HalError
+from hal.types import CrcStatus, Modulation, RxPacket
+
+
+def wait_until(cond: Callable[[], bool], what: str) -> None:
+    done = threading.Event()
+    for _ in range(1000):
+        if cond():
+            return
+        done.wait(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_jobs_run_in_order_on_one_thread_and_report_results() -> None:
+    radio = RadioThread()
+    try:
+        threads: list[str] = []
+        order: list[int] = []
+
+        def job(n: int) -> int:
+            threads.append(threading.current_thread().name)
+            order.append(n)
+            return n * 2
+
+        futures = [radio.submit(job, n) for n in range(20)]
+        assert [f.result(5) for f in futures] == [n * 2 for n in range(20)]
+        assert order == list(range(20))
+        assert set(threads) == {"radio"}
+
+        def boom() -> None:
+            raise HalError("spi gone")
+
+        with pytest.raises(HalError, match="spi gone"):
+            radio.submit(boom).result(5)
+        assert radio.submit(job, 7).result(5) == 14  # an exception does not end the thread
+    finally:
+        radio.shutdown()
+
+
+def test_polls_and_jobs_share_the_thread_and_never_overlap() -> None:
+    radio = RadioThread()
+    busy = threading.Lock()
+    overlaps: list[str] = []
+    polls: list[str] = []
+
+    def exclusive(what: str) -> None:
+        if not busy.acquire(blocking=False):
+            overlaps.append(what)
+            return
+        try:
+            if what == "poll":
+                polls.append(threading.current_thread().name)
+        finally:
+            busy.release()
+
+    try:
+        radio.start_polling(lambda: exclusive("poll"), 0.001, lambda exc: None)
+        for _ in range(200):
+            radio.submit(exclusive, "job").result(5)
+        wait_until(lambda: len(polls) >= 20, "20 polls")
+        radio.stop_polling()
+        assert not radio.polling
+        assert overlaps == []
+        assert set(polls) == {"radio"}
+    finally:
+        radio.shutdown()
+
+
+def test_a_crashing_poll_stops_polling_reports_and_jobs_go_on() -> None:
+    radio = RadioThread()
+    errors: list[BaseException] = []
+    calls = {"n": 0}
+
+    def poll() -> None:
+        calls["n"] += 1
+        raise RuntimeError("bug")
+
+    try:
+        radio.start_polling(poll, 0.001, errors.append)
+        wait_until(lambda: bool(errors), "the poll error")
+        assert isinstance(errors[0], RuntimeError)
+        assert radio.submit(lambda: "still here").result(5) == "still here"
+        assert calls["n"] == 1
+        assert not radio.polling
+    finally:
+        radio.shutdown()
+
+
+def test_shutdown_runs_queued_jobs_then_refuses_new_ones() -> None:
+    radio = RadioThread()
+    gate = threading.Event()
+    ran: list[int] = []
+    radio.submit(gate.wait, 5)
+    futures = [radio.submit(ran.append, n) for n in range(5)]
+    gate.set()
+    radio.shutdown(wait=True)
+    assert ran == list(range(5))
+    assert all(f.done() for f in futures)
+    with pytest.raises(RuntimeError):
+        radio.submit(ran.append, 99)
+
+
+def packet(n: int) -> RxPacket:
+    return RxPacket(payload=bytes([0x40, n, 0, 0x02, 0x26]) + bytes(8), frequency_hz=868_100_000,
+                    if_chain=0, rf_chain=0, modulation=Modulation.LORA, spreading_factor=7,
+                    bandwidth_hz=125_000, code_rate="4/5", crc_status=CrcStatus.CRC_OK,
+                    rssi_dbm=-60.0, snr_db=8.0, count_us=1000 + n)
+
+
+class FakeChip:
+    """Returns queued batches from ``receive`` (empty when none); counts the polls."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[RxPacket]] = []
+        self.polls = 0
+        self.lock = threading.Lock()
+
+    def receive(self) -> list[RxPacket]:
+        with self.lock:
+            self.polls += 1
+            return self.batches.pop(0) if self.batches else []
+
+
+def test_the_loop_hears_from_the_radio_only_when_packets_came() -> None:
+    asyncio.run(_loop_hears_only_packets())
+
+
+async def _loop_hears_only_packets() -> None:
+    chip = FakeChip()
+    radio = RadioThread()
+    submitted: list[tuple[str, bytes]] = []
+    alive = {"n": 0}
+
+    def submit(device: str, body: bytes, **_: Any) -> int:
+        submitted.append((device, body))
+        return len(submitted)
+
+    rl = RadioLoop(chip, radio, submit, gateway_id="0016c001ff10a235",  # type: ignore[arg-type]
+                   session=RadioSession(), poll_interval_s=0.001, forward_crc_error=False,
+                   counters=UplinkCounters(),
+                   on_alive=lambda: alive.__setitem__("n", alive["n"] + 1))
+    deliveries: list[int] = []
+    original = rl._deliver
+
+    def counting(received: Any) -> None:
+        deliveries.append(len(received))
+        original(received)
+
+    rl._deliver = counting  # type: ignore[method-assign]
+    task = asyncio.create_task(rl.run())
+    try:
+        for _ in range(500):
+            if chip.polls >= 30:
+                break
+            await asyncio.sleep(0.005)
+        assert chip.polls >= 30
+        assert deliveries == []  # thirty empty polls, not one wake-up of the loop
+        assert alive["n"] >= 30
+        with chip.lock:
+            chip.batches.append([packet(1), packet(2), packet(3)])
+        for _ in range(500):
+            if submitted:
+                break
+            await asyncio.sleep(0.005)
+        assert deliveries == [3]
+        assert [body for _, body in submitted] != []
+        assert rl.counters.forwarded == 3
+        assert rl.counters.last_uplink is not None
+        assert rl.counters.last_uplink["device"] == "26020003"
+    finally:
+        rl.stop()
+        await task
+        radio.shutdown()
+
+
+def test_a_bug_in_the_poll_ends_run_with_the_error() -> None:
+    asyncio.run(_bug_ends_run())
+
+
+async def _bug_ends_run() -> None:
+    class Broken(FakeChip):
+        def receive(self) -> list[RxPacket]:
+            raise ValueError("not a HalError")
+
+    radio = RadioThread()
+    rl = RadioLoop(Broken(), radio, lambda *a, **k: 0,  # type: ignore[arg-type]
+                   gateway_id="0016c001ff10a235", session=RadioSession(),
+                   poll_interval_s=0.001, forward_crc_error=False, counters=UplinkCounters())
+    try:
+        with pytest.raises(ValueError, match="not a HalError"):
+            await asyncio.wait_for(rl.run(), 10)
+    finally:
+        radio.shutdown()
