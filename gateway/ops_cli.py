@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, load_config
-from gateway.provision import ProvisionError, gateway_eui, provision
 from gateway.status_server import StatusError, default_status_socket, query_status
 
 __all__ = ["add_ops_commands", "format_status"]
@@ -115,6 +114,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
+    # Here, not at the top: X.509 costs every ``lora-gateway run`` ~3 MB of RSS for a
+    # command used once per gateway.
+    from gateway.provision import ProvisionError, gateway_eui, provision
+
     try:
         eui = args.eui
         if eui is None:
