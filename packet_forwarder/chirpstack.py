@@ -90,9 +90,11 @@ def build_uplink_frame(
 
     ``fine_time_since_gps_epoch_ns`` (SX1303 with GPS lock) is what the network server's
     TDOA geolocation uses; None leaves it out.
+
+    Runs for every frame: fields are set in place (no temporary messages copied in).
     """
     frame = gw_pb2.UplinkFrame(phy_payload=rx.payload)
-    frame.tx_info.CopyFrom(_tx_info(rx))
+    _fill_tx_info(frame.tx_info, rx)
     info = frame.rx_info
     info.gateway_id = gateway_id
     info.uplink_id = uplink_id & _U32_MAX
@@ -109,12 +111,11 @@ def build_uplink_frame(
     return frame
 
 
-def _tx_info(rx: RxPacket) -> gw_pb2.UplinkTxInfo:
+def _fill_tx_info(tx: gw_pb2.UplinkTxInfo, rx: RxPacket) -> None:
     """Frequency and modulation only: see the module docstring on de-duplication."""
-    tx = gw_pb2.UplinkTxInfo(frequency=rx.frequency_hz)
+    tx.frequency = rx.frequency_hz
     set_modulation(tx.modulation, rx.modulation.value, rx.spreading_factor, rx.bandwidth_hz,
                    rx.datarate_bps, rx.code_rate)
-    return tx
 
 
 def set_modulation(target: gw_pb2.Modulation, modulation: str, spreading_factor: int,
