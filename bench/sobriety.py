@@ -49,6 +49,7 @@ from packet_forwarder import lorawan as lw
 from tests.support.broker import MosquittoBroker
 from tests.support.gateway_proc import GATEWAY_ID, write_config
 
+ROOT = Path(__file__).resolve().parent.parent
 DEVICES = 500
 RATES = (10.0, 100.0, 260.0)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -143,16 +144,25 @@ class Daemon:
         return self.proc.pid
 
     def start(self) -> None:
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.work / "notify.sock")}
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.work / "notify.sock"),
+               "PYTHONPATH": path}  # this checkout's code, whatever is installed
         log = (self.work / "gateway.log").open("ab")
         started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c",
                                       str(self.config)], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=self.work)
         log.close()
-        self.notify.settimeout(60)
-        while b"READY=1" not in self.notify.recv(4096):
-            pass
+        self.notify.settimeout(1.0)
+        deadline = started + 60
+        while True:
+            try:
+                if b"READY=1" in self.notify.recv(4096):
+                    break
+            except TimeoutError:
+                if self.proc.poll() is not None or time.perf_counter() > deadline:
+                    text = (self.work / "gateway.log").read_text(errors="replace")
+                    raise RuntimeError(f"the daemon never said READY=1:\n{text[-3000:]}") from None
         self.cold_start_s = time.perf_counter() - started
         self.notify.settimeout(None)
         threading.Thread(target=self._swallow_notify, daemon=True).start()
