@@ -15,7 +15,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,7 +33,6 @@ from gateway.radio_loop import RadioLoop, RadioSession, Submit
 from gateway.radio_thread import RadioThread
 from gateway.servers import DEFAULT_NAME, ExtraServers, Router, open_serving, serving
 from gateway.service_hooks import ServiceHooks
-from gateway.sim.site import SimSite
 from gateway.start_faults import EXIT_START_FAULT, describe_start_fault
 from gateway.stats_publisher import StatsPublisher
 from gateway.status_fields import duty_cycle_use
@@ -47,7 +46,20 @@ from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.regions import Region, RegionError, load_region
 from packet_forwarder.topics import Topics
 
+if TYPE_CHECKING:
+    from gateway.sim.site import SimSite
+
 log = structlog.get_logger(__name__)
+
+
+def _sim_site(config: Config, radio: Radio) -> SimSite | None:
+    """The simulator wing, imported only when the radio door handed back an emulator, so a
+    gateway on real hardware never loads the emulator's modules."""
+    if radio.emulator is None:
+        return None
+    from gateway.sim.site import SimSite
+
+    return SimSite(config, radio.emulator)
 
 
 def _start_concentrator(conc: Concentrator, config: Config, region: Region) -> StartPlan:
@@ -140,7 +152,7 @@ class Daemon:
             fault, fix = describe_start_fault(exc)
             log.error("start_failed", fault=fault, fix=fix)
             raise DaemonStartError(fault) from exc
-        site = SimSite(self.config, radio.emulator) if radio.emulator is not None else None
+        site = _sim_site(self.config, radio)
         eui = await loop.run_in_executor(self._radio_executor, conc.eui)
         gateway_id = self.config.gateway.id or eui.hex()
         session = RadioSession()

@@ -12,6 +12,8 @@ driver.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +100,14 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
                        "import hal.types\n")
     assert violations([planted], ("gateway",), root=tmp_path) == [
         "hal/planted.py imports gateway", "hal/planted.py imports gateway.config"]
+
+
+def test_a_gateway_on_hardware_never_loads_the_emulator() -> None:
+    """The daemon, the command and the hardware openers import no emulator module at all."""
+    code = ("import sys, gateway.cli, gateway.daemon, gateway.doctor_hw, hal.backends.spi, "
+            "hal.backends.usb\n"
+            "print(sorted(m for m in sys.modules "
+            "if m.startswith(('hal.emulator', 'gateway.sim'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
