@@ -49,6 +49,20 @@ def _socket(config: Config, key: str, path: Path | None) -> ConfigError | None:
     return _writable_folder(config, key, path)
 
 
+def _database_file(config: Config, key: str, path: Path | None) -> ConfigError | None:
+    """A SQLite file's place: absent (it is created) or a regular file, in a writable folder.
+
+    A folder or a device there (``/dev/null``) would leave the gateway nothing on disk:
+    the buffer would keep frames in memory only, which must be a refusal, not a surprise.
+    """
+    if path is None:
+        return None
+    if path.exists() and not path.is_file():
+        return ConfigError(config.source, key, str(path),
+                           "exists and is not a regular file (a SQLite database is kept there)")
+    return _writable_folder(config, key, path)
+
+
 def _readable(config: Config, key: str, path: Path | None) -> ConfigError | None:
     if path is None:
         return None
@@ -81,8 +95,8 @@ def preflight(config: Config) -> list[ConfigError]:
         _readable(c, "mqtt.ca_cert", c.mqtt.ca_cert),
         _readable(c, "mqtt.client_cert", c.mqtt.client_cert),
         _readable(c, "mqtt.client_key", c.mqtt.client_key),
-        _writable_folder(c, "buffer.path", c.buffer.path),
-        _writable_folder(c, "keys.store", c.keys.store),
+        _database_file(c, "buffer.path", c.buffer.path),
+        _database_file(c, "keys.store", c.keys.store),
         None if c.keys.store is None else _key_file(c),
         _readable(c, "keys.sync_secret_file", c.keys.sync_secret_file),
     ]

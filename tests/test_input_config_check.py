@@ -40,6 +40,20 @@ def _missing_secret(tmp: Path) -> Path:
     return write_config(tmp, 1883, keys='sync_secret_file = "absent.secret"')
 
 
+def _buffer_is_a_folder(tmp: Path) -> Path:
+    (tmp / "frames.sqlite").mkdir()
+    return write_config(tmp, 1883, buffer='path = "frames.sqlite"')
+
+
+def _buffer_is_dev_null(tmp: Path) -> Path:
+    return write_config(tmp, 1883, buffer='path = "/dev/null"')
+
+
+def _key_store_is_a_folder(tmp: Path) -> Path:
+    (tmp / "keys-dir.sqlite").mkdir()
+    return write_config(tmp, 1883, keys='store = "keys-dir.sqlite"')
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "port_99999": (_port(99999), "mqtt.server = 'mqtt://127.0.0.1:99999': the port must be"),
     "port_0": (_port(0), "mqtt.server = 'mqtt://127.0.0.1:0': the port must be"),
@@ -48,6 +62,10 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
                                 "concentrator.emulator.inject_socket = "),
     "inject_path_too_long": (_inject_path_too_long, "a socket path may be at most 107 bytes"),
     "missing_sync_secret": (_missing_secret, "keys.sync_secret_file = "),
+    # issue 13: a buffer that could only live in memory is refused, never silent
+    "buffer_is_a_folder": (_buffer_is_a_folder, "buffer.path = "),
+    "buffer_is_dev_null": (_buffer_is_dev_null, "buffer.path = '/dev/null': exists and is not"),
+    "key_store_is_a_folder": (_key_store_is_a_folder, "keys.store = "),
 }
 
 
