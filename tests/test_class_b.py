@@ -22,7 +22,7 @@ from hal.emulator.transmit import TxLogEntry
 from hal.types import TxTiming
 from packet_forwarder.downlink.status import TxStatus
 from tests.support.gateway_proc import GATEWAY_ID, NetworkServerStandIn, write_config
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     broker,  # noqa: F401  (fixture)
     emulator,
     running,
@@ -78,7 +78,7 @@ async def beacon_entry(daemon: Daemon, timeout_s: float = 10.0) -> TxLogEntry:
 
 
 def test_beacon_leaves_on_the_pps_of_a_128_s_gps_time_without_header_or_crc(
-        tmp_path: Path, broker: LocalBroker) -> None:  # noqa: F811
+        tmp_path: Path, broker: LocalBroker) -> None:
     config = class_b_config(tmp_path, broker.port, beacon="true",
                             emulator_start_gps_s=str(START_S), latitude="48.8566",
                             longitude="2.3522")
@@ -113,7 +113,7 @@ def test_beacon_leaves_on_the_pps_of_a_128_s_gps_time_without_header_or_crc(
 
 
 def test_gps_timed_downlink_goes_out_at_its_gps_time_and_beacon_slot_is_protected(
-        tmp_path: Path, broker: LocalBroker) -> None:  # noqa: F811
+        tmp_path: Path, broker: LocalBroker) -> None:
     config = class_b_config(tmp_path, broker.port, beacon="true",
                             emulator_start_gps_s=str(START_S))
 
@@ -143,7 +143,7 @@ def test_gps_timed_downlink_goes_out_at_its_gps_time_and_beacon_slot_is_protecte
 
 
 def test_without_gps_class_b_is_refused_gps_unlocked(tmp_path: Path,
-                                                      broker: LocalBroker) -> None:  # noqa: F811
+                                                      broker: LocalBroker) -> None:
     config = class_b_config(tmp_path, broker.port, gps='"none"')
 
     async def scenario() -> None:

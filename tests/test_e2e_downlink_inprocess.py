@@ -11,100 +11,36 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import struct
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import structlog
-from chirpstack_api.gw import gw_pb2
 
-from gateway.config import Config, load_config
-from gateway.daemon import Daemon
+from gateway.config import Config
 from gateway.sim.local_broker import LocalBroker
-from hal.emulator.chip import Sx1302Emulator
-from hal.emulator.transmit import TxLogEntry
-from hal.types import COUNTER_MODULO, ChannelPlan
+from hal.types import ChannelPlan
 from packet_forwarder.chirpstack import make_context, parse_context
 from packet_forwarder.downlink.airtime import lora_time_on_air_us
 from packet_forwarder.downlink.status import TxStatus
-from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
+from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame
+from tests.support.inprocess import (
+    NEW_PLAN_HZ,
+    broker,  # noqa: F401  (fixture)
+    channels,
+    config,  # noqa: F401  (fixture)
+    configuration,
+    counter_delta,
+    emulator,
+    running,
+    send,
+    transmitted,
+    until,
+    uplink,
+)
 
 pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
-GW = "0016c001ff10a235"
-NEW_PLAN_HZ = (866_100_000, 866_300_000, 866_500_000, 866_700_000, 866_900_000, 867_100_000,
-               867_300_000, 867_500_000)
 PLL_STEP_HZ = 32_000_000 / 2**19
 """The TX frequency register's resolution: the frequency read back is within one step."""
-_ids = itertools.count(1000)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    b = LocalBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def config(tmp_path: Path, broker: LocalBroker) -> Config:
-    return load_config(write_config(tmp_path, broker.port))
-
-
-@asynccontextmanager
-async def running(config: Config, ns: NetworkServerStandIn) -> AsyncIterator[Daemon]:
-    """The daemon running in this loop until the block ends, ONLINE on the broker."""
-    ns.online.clear()
-    daemon = Daemon(config)
-    task = asyncio.create_task(daemon.run())
-    try:
-        await asyncio.to_thread(ns.wait_online)
-        assert daemon.radio is not None and daemon.radio.emulator is not None
-        assert daemon.downlink is not None
-        yield daemon
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, 30)
-
-
-def emulator(daemon: Daemon) -> Sx1302Emulator:
-    assert daemon.radio is not None and daemon.radio.emulator is not None
-    return daemon.radio.emulator
-
-
-async def uplink(daemon: Daemon, ns: NetworkServerStandIn, frequency: int = 868_100_000,
-                 sf: int = 7) -> gw_pb2.UplinkFrame:
-    """Put one unique frame on the air and wait until the network server has it."""
-    phy = bytes([0x40]) + struct.pack("<IBH", 0x26011234, 0, next(_ids)) + b"\x01\xaa" + bytes(4)
-    emulator(daemon).inject(phy, frequency_hz=frequency, sf=sf, bw_hz=125_000, rssi_dbm=-60,
-                            snr_db=7.0)
-    return await asyncio.to_thread(ns.wait_uplink, phy)
-
-
-async def transmitted(daemon: Daemon, payload: bytes, timeout_s: float = 5.0) -> TxLogEntry:
-    """The emulator's TX log entry for ``payload``, once the chip has been loaded with it."""
-    for _ in range(int(timeout_s / 0.01)):
-        found = [e for e in emulator(daemon).tx_log if e.payload == payload]
-        if found:
-            assert len(found) == 1, "sent twice"
-            return found[0]
-        await asyncio.sleep(0.01)
-    raise TimeoutError("the packet never reached the chip")
-
-
-async def send(ns: NetworkServerStandIn, frame: gw_pb2.DownlinkFrame) -> list[TxStatus]:
-    await asyncio.to_thread(ns.command, "down", frame.SerializeToString())
-    ack = await asyncio.to_thread(ns.wait_ack, frame.downlink_id)
-    return [TxStatus(i.status) for i in ack.items]
-
-
-def counter_delta(later: int, earlier: int) -> int:
-    return (later - earlier + COUNTER_MODULO // 2) % COUNTER_MODULO - COUNTER_MODULO // 2
-
-
 def test_class_a_answer_leaves_one_second_after_the_uplink(config: Config,
                                                            broker: LocalBroker) -> None:
     async def scenario() -> None:
@@ -196,30 +132,6 @@ def test_class_c_burst_flows_around_a_class_a_answer(config: Config,
     asyncio.run(scenario())
 
 
-def _configuration(version: str, frequencies: tuple[int, ...]) -> bytes:
-    cfg = gw_pb2.GatewayConfiguration(gateway_id=GW, version=version)
-    for f in frequencies:
-        ch = cfg.channels.add(frequency=f)
-        ch.lora_modulation_config.bandwidth = 125_000
-        ch.lora_modulation_config.spreading_factors.extend([7, 8, 9, 10, 11, 12])
-    return cfg.SerializeToString()
-
-
-def _channels(daemon: Daemon) -> set[int]:
-    """Multi-SF channel frequencies as the chip's registers hold them (IF steps of ~490 Hz),
-    rounded to the 100 kHz grid the plans use."""
-    chans = emulator(daemon).channel_frequencies()
-    return {round(f / 100_000) * 100_000 for i, f in chans.items() if i < 8}
-
-
-async def _until(cond: object, timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if callable(cond) and cond():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError("condition not reached")
-
-
 def test_config_command_reconfigures_persists_and_refuses(config: Config,
                                                           broker: LocalBroker) -> None:
     async def scenario() -> None:
@@ -227,22 +139,22 @@ def test_config_command_reconfigures_persists_and_refuses(config: Config,
         try:
             with structlog.testing.capture_logs() as logs:
                 async with running(config, ns) as daemon:
-                    assert 868_100_000 in _channels(daemon)
+                    assert 868_100_000 in channels(daemon)
                     old = await uplink(daemon, ns)
                     await asyncio.to_thread(ns.command, "config",
-                                            _configuration("v2", NEW_PLAN_HZ))
-                    await _until(lambda: _channels(daemon) == set(NEW_PLAN_HZ))
+                                            configuration("v2", NEW_PLAN_HZ))
+                    await until(lambda: channels(daemon) == set(NEW_PLAN_HZ))
                     await uplink(daemon, ns, frequency=866_300_000)  # heard on the new plan
                     # The restart began a new counter session: the old uplink is stale now.
                     stale = downlink_frame(40, {"frequency": 868_100_000, "sf": 7,
                                                 "delay_us": 1_000_000,
                                                 "context": old.rx_info.context})
                     assert await send(ns, stale) == [TxStatus.TOO_LATE]
-                    await asyncio.to_thread(ns.command, "config", _configuration(
+                    await asyncio.to_thread(ns.command, "config", configuration(
                         "v3", (863_100_000, 866_500_000, 869_900_000)))
                     await asyncio.to_thread(ns.command, "config", b"\x0a\xff\xff garbage")
-                    await _until(lambda: sum(e["event"] == "config_refused" for e in logs) == 2)
-                    assert _channels(daemon) == set(NEW_PLAN_HZ)
+                    await until(lambda: sum(e["event"] == "config_refused" for e in logs) == 2)
+                    assert channels(daemon) == set(NEW_PLAN_HZ)
                     assert daemon.downlink is not None
                     assert daemon.downlink.config_version == "v2"
         finally:
@@ -256,7 +168,7 @@ def test_config_command_reconfigures_persists_and_refuses(config: Config,
         ns = NetworkServerStandIn(broker.port)
         try:
             async with running(config, ns) as daemon:  # a restart comes up on the kept plan
-                assert _channels(daemon) == set(NEW_PLAN_HZ)
+                assert channels(daemon) == set(NEW_PLAN_HZ)
                 assert daemon.downlink is not None
                 assert daemon.downlink.config_version == "v2"
                 assert isinstance(daemon.downlink.plan, ChannelPlan)

@@ -18,7 +18,7 @@ from chirpstack_api.gw import gw_pb2
 from gateway.config import load_config
 from gateway.sim.local_broker import LocalBroker
 from tests.support.gateway_proc import NetworkServerStandIn, write_config
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     broker,  # noqa: F401  (fixture)
     emulator,
     running,
@@ -31,7 +31,7 @@ START_S = 1_400_000_000
 @pytest.mark.slow
 @pytest.mark.usefixtures("mosquitto_binary")
 def test_uplinks_carry_the_gps_fine_time_once_locked(tmp_path: Path,
-                                                     broker: LocalBroker) -> None:  # noqa: F811
+                                                     broker: LocalBroker) -> None:
     config = load_config(write_config(tmp_path, broker.port,
                                       concentrator__emulator='model = "SX1303"',
                                       class_b=f"emulator_start_gps_s = {START_S}"))

@@ -20,7 +20,7 @@ from gateway.config import load_config
 from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.downlink.status import TxStatus
 from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
-from tests.test_e2e_downlink_inprocess import emulator, running, send
+from tests.support.inprocess import emulator, running, send
 
 pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 

@@ -39,7 +39,7 @@ from tests.fuzz_seeds import (
     mutate,
 )
 from tests.support.gateway_proc import GATEWAY_ID, NetworkServerStandIn, write_config
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     broker,  # noqa: F401  (fixture)
     running,
     uplink,
@@ -97,7 +97,7 @@ def _inject_all(path: Path, datagrams: list[bytes]) -> None:
 
 
 def test_daemon_survives_the_whole_corpus_and_keeps_forwarding(
-        tmp_path: Path, broker: LocalBroker) -> None:  # noqa: F811
+        tmp_path: Path, broker: LocalBroker) -> None:
     (tmp_path / "sync.secret").write_bytes(SECRET)
     config = load_config(write_config(tmp_path, broker.port,
                                       keys='sync_secret_file = "sync.secret"'))

@@ -15,18 +15,18 @@ from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.downlink.config_cmd import MAX_VERSION_LEN, parse_gateway_configuration
 from packet_forwarder.regions import load_region
 from tests.support.gateway_proc import NetworkServerStandIn
-from tests.support.radio import radio_fits
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     GW,
     NEW_PLAN_HZ,
-    _channels,
-    _configuration,
-    _until,
     broker,  # noqa: F401  (fixture)
+    channels,
     config,  # noqa: F401  (fixture)
+    configuration,
     running,
+    until,
     uplink,
 )
+from tests.support.radio import radio_fits
 
 pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
@@ -42,7 +42,7 @@ def fsk_only(bitrate: int = 1, bandwidth: int = 0) -> bytes:
 
 
 def with_channel(frequency: int, bandwidth: int, sfs: list[int]) -> bytes:
-    cfg = gw_pb2.GatewayConfiguration.FromString(_configuration("v", NEW_PLAN_HZ[:3]))
+    cfg = gw_pb2.GatewayConfiguration.FromString(configuration("v", NEW_PLAN_HZ[:3]))
     ch = cfg.channels.add(frequency=frequency)
     ch.lora_modulation_config.bandwidth = bandwidth
     ch.lora_modulation_config.spreading_factors.extend(sfs)
@@ -55,8 +55,8 @@ PLAN_SEEDS: dict[str, tuple[bytes, str]] = {
     # SF5/SF6 are EU868 uplink data rates at 125 kHz since RP002-1.0.5 (DR12/13), not at 250
     "lora_sf5_250khz_eu868": (with_channel(868_100_000, 250_000, [5, 6]), "uplink data rates"),
     "lora_bw_7khz": (with_channel(868_100_000, 7_000, [7]), "uplink data rates"),
-    "version_1mb": (_configuration("v" * 1_000_000, NEW_PLAN_HZ), "version of 1000000"),
-    "version_control_chars": (_configuration("v2\n\x1b[31m", NEW_PLAN_HZ), "printable"),
+    "version_1mb": (configuration("v" * 1_000_000, NEW_PLAN_HZ), "version of 1000000"),
+    "version_control_chars": (configuration("v2\n\x1b[31m", NEW_PLAN_HZ), "printable"),
 }
 
 
@@ -69,12 +69,12 @@ def test_plan_is_refused_with_a_reason(name: str) -> None:
 
 
 def test_the_default_eu868_style_plan_is_accepted() -> None:
-    payload = _configuration("v2", NEW_PLAN_HZ)
+    payload = configuration("v2", NEW_PLAN_HZ)
     assert parse_gateway_configuration(payload, EU, GW, fits=radio_fits).plan
 
 
 def test_daemon_refuses_absurd_plans_and_saves_what_it_applies(
-        config: Config, broker: LocalBroker) -> None:  # noqa: F811
+        config: Config, broker: LocalBroker) -> None:
     plan_file = config.buffer.path.parent / "channel-plan.json"
 
     async def scenario() -> None:
@@ -82,21 +82,21 @@ def test_daemon_refuses_absurd_plans_and_saves_what_it_applies(
         try:
             with structlog.testing.capture_logs() as logs:
                 async with running(config, ns) as daemon:
-                    before = _channels(daemon)
+                    before = channels(daemon)
                     for payload, _ in PLAN_SEEDS.values():
                         await asyncio.to_thread(ns.command, "config", payload)
-                    await _until(lambda: sum(e["event"] == "config_refused"
+                    await until(lambda: sum(e["event"] == "config_refused"
                                              for e in logs) == len(PLAN_SEEDS))
-                    assert _channels(daemon) == before
+                    assert channels(daemon) == before
                     assert not plan_file.exists()
                     await uplink(daemon, ns)                     # still hears LoRa
                     await asyncio.to_thread(ns.command, "config",
-                                            _configuration("v2", NEW_PLAN_HZ))
-                    await _until(lambda: _channels(daemon) == set(NEW_PLAN_HZ))
+                                            configuration("v2", NEW_PLAN_HZ))
+                    await until(lambda: channels(daemon) == set(NEW_PLAN_HZ))
                     other = NEW_PLAN_HZ[:4]                      # new plan, same version
-                    await asyncio.to_thread(ns.command, "config", _configuration("v2", other))
-                    await _until(lambda: _channels(daemon) == set(other))
-                    await _until(lambda: len(json.loads(plan_file.read_text())["multi_sf"])
+                    await asyncio.to_thread(ns.command, "config", configuration("v2", other))
+                    await until(lambda: channels(daemon) == set(other))
+                    await until(lambda: len(json.loads(plan_file.read_text())["multi_sf"])
                                  == len(other))
         finally:
             ns.close()
@@ -106,7 +106,7 @@ def test_daemon_refuses_absurd_plans_and_saves_what_it_applies(
         ns = NetworkServerStandIn(broker.port)
         try:
             async with running(config, ns) as daemon:            # restart: the saved plan
-                assert _channels(daemon) == set(NEW_PLAN_HZ[:4])
+                assert channels(daemon) == set(NEW_PLAN_HZ[:4])
         finally:
             ns.close()
 

@@ -17,14 +17,14 @@ from packet_forwarder.downlink.gps import GpsReference
 from packet_forwarder.downlink.handler import DownlinkHandler
 from packet_forwarder.downlink.status import TxStatus
 from tests.support.gateway_proc import NetworkServerStandIn
-from tests.test_class_b import START_S, class_b_config, class_b_of, gps_frame, wait_for
-from tests.test_downlink_handler import make_handler
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     broker,  # noqa: F401  (fixture)
     emulator,
     running,
     send,
 )
+from tests.test_class_b import START_S, class_b_config, class_b_of, gps_frame, wait_for
+from tests.test_downlink_handler import make_handler
 
 pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
@@ -93,7 +93,7 @@ def test_hal_conversion_refuses_ambiguous_times() -> None:
 
 
 def test_daemon_refuses_class_b_times_it_cannot_schedule(
-        tmp_path: Path, broker: LocalBroker) -> None:  # noqa: F811
+        tmp_path: Path, broker: LocalBroker) -> None:
     config = class_b_config(tmp_path, broker.port, emulator_start_gps_s=str(START_S))
 
     async def scenario() -> None:

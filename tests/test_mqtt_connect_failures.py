@@ -17,7 +17,7 @@ from packet_forwarder.mqtt_link import MqttLink
 from packet_forwarder.mqtt_tls import TlsFilesError, tls_context
 from packet_forwarder.topics import Topics
 from tests.support.broker import MosquittoBroker, require_mosquitto
-from tests.test_mqtt_link import GW, Harness, run, settings, until
+from tests.support.mqtt_harness import GW, Harness, run, settings, until
 from tests.test_mqtt_tls import make_pki
 
 

@@ -14,7 +14,7 @@ import contextlib
 from structlog.testing import capture_logs
 
 from tests.support.broker import MosquittoBroker, Subscriber
-from tests.test_mqtt_link import TOPICS, Harness, in_thread, run, settings, until
+from tests.support.mqtt_harness import TOPICS, Harness, in_thread, run, settings, until
 
 DELAY_S = 0.3
 

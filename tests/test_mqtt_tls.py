@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from structlog.testing import capture_logs
 
 from tests.support.broker import MosquittoBroker, require_mosquitto
-from tests.test_mqtt_link import TOPICS, Harness, run, settings, until
+from tests.support.mqtt_harness import TOPICS, Harness, run, settings, until
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:

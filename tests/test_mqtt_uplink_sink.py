@@ -15,7 +15,7 @@ from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import build_uplink_frame, make_context
 from packet_forwarder.mqtt_link import MqttLink
 from tests.support.broker import MosquittoBroker, Subscriber
-from tests.test_mqtt_link import GW, TOPICS, in_thread, run, settings, until
+from tests.support.mqtt_harness import GW, TOPICS, in_thread, run, settings, until
 
 RX = RxPacket(payload=b"\x40\x01\x02\x03\x04\x00\x01\x00\x01" + bytes(8), frequency_hz=867_100_000,
               if_chain=0, rf_chain=0, modulation=Modulation.LORA, spreading_factor=7,

@@ -10,7 +10,7 @@ from gateway.config import load_config
 from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.chirpstack import parse_context
 from tests.support.gateway_proc import NetworkServerStandIn, write_config
-from tests.test_e2e_downlink_inprocess import (
+from tests.support.inprocess import (
     broker,  # noqa: F401  (fixture)
     emulator,
     running,
@@ -20,7 +20,7 @@ START_S = 1_400_000_000 - 4
 
 
 def test_uplinks_carry_gps_time_once_gps_is_locked(
-        tmp_path: Path, broker: LocalBroker) -> None:  # noqa: F811
+        tmp_path: Path, broker: LocalBroker) -> None:
     config = load_config(write_config(tmp_path, broker.port, class_b=(
         f"emulator_start_gps_s = {START_S}")))
 
