@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.config import Config
 from gateway.doctor_result import CheckResult, ok, warn
+from gateway.pixel_font import draw_text, text_width
 from gateway.png import Canvas
 from gateway.radio import radio_settings
 from hal.backends import Radio, open_radio
@@ -32,9 +33,14 @@ CHART_WIDTH = 40
 LEVEL_MIN_DBM, LEVEL_MAX_DBM = -130.0, -30.0
 NOISY_FLOOR_DBM = -95.0
 """A configured channel above this loses sensitivity (and LBT will often hold downlinks)."""
-BAR_PX, GAP_PX, MARGIN_PX, HEIGHT_PX = 10, 2, 10, 240
+BAR_PX, GAP_PX = 10, 2
+PLOT_LEFT_PX, PLOT_TOP_PX, PLOT_HEIGHT_PX, RIGHT_PX, BOTTOM_PX = 44, 16, 220, 10, 24
+"""The plot area's place in the PNG: the left margin holds the dBm scale, the bottom one
+the frequencies in MHz."""
+HEIGHT_PX = PLOT_TOP_PX + PLOT_HEIGHT_PX + BOTTOM_PX
+LABEL_SCALE = 2
 COLOURS = {"scan": (70, 110, 200), "channel": (40, 160, 70), "loudest": (210, 50, 40),
-           "grid": (225, 225, 225), "peak": (30, 30, 30)}
+           "grid": (225, 225, 225), "peak": (30, 30, 30), "text": (60, 60, 60)}
 
 
 class SurveyError(Exception):
@@ -114,24 +120,45 @@ def render_terminal(scans: list[ChannelScan], channels: set[int]) -> str:
     return "\n".join(lines)
 
 
+def bar_left(index: int) -> int:
+    """x of the left edge of the ``index``-th bar in the PNG."""
+    return PLOT_LEFT_PX + index * (BAR_PX + GAP_PX)
+
+
 def render_png(scans: list[ChannelScan], channels: set[int], path: Path) -> None:
     """Bars left to right in frequency order, height = noise floor (−130 … −30 dBm), a dark
-    tick at each peak; green = configured channel, red = loudest, grid every 10 dB."""
-    width = 2 * MARGIN_PX + len(scans) * (BAR_PX + GAP_PX)
+    tick at each peak; green = configured channel, red = loudest (its peak written above
+    it), grid every 10 dB labelled every 20, frequencies in MHz under every few bars."""
+    width = bar_left(len(scans)) + RIGHT_PX
     canvas = Canvas(width, HEIGHT_PX)
-    plot = HEIGHT_PX - 2 * MARGIN_PX
+    bottom = PLOT_TOP_PX + PLOT_HEIGHT_PX
+    ink = COLOURS["text"]
 
     def y_of(level: float) -> int:
-        return MARGIN_PX + plot - round(_fraction(level) * plot)
+        return bottom - round(_fraction(level) * PLOT_HEIGHT_PX)
 
     for level in range(int(LEVEL_MIN_DBM), int(LEVEL_MAX_DBM) + 1, 10):
-        canvas.rect(0, y_of(level), width, y_of(level) + 1, COLOURS["grid"])
+        canvas.rect(PLOT_LEFT_PX, y_of(level), width - RIGHT_PX, y_of(level) + 1,
+                    COLOURS["grid"])
+        if level % 20 == 0:
+            label = str(level)
+            draw_text(canvas, PLOT_LEFT_PX - 6 - text_width(label, LABEL_SCALE),
+                      y_of(level) - 5, label, ink, LABEL_SCALE)
+    draw_text(canvas, 2, 2, "dBm", ink, LABEL_SCALE)
+    draw_text(canvas, 2, bottom + 8, "MHz", ink, LABEL_SCALE)
+    label_step = max(1, -(-(text_width("000.0", LABEL_SCALE) + 6) // (BAR_PX + GAP_PX)))
     top = loudest(scans)
     for i, s in enumerate(scans):
-        x = MARGIN_PX + i * (BAR_PX + GAP_PX)
+        x = bar_left(i)
         kind = "loudest" if s is top else "channel" if s.frequency_hz in channels else "scan"
-        canvas.rect(x, y_of(s.noise_floor_dbm), x + BAR_PX, MARGIN_PX + plot, COLOURS[kind])
+        canvas.rect(x, y_of(s.noise_floor_dbm), x + BAR_PX, bottom, COLOURS[kind])
         canvas.rect(x, y_of(s.peak_dbm), x + BAR_PX, y_of(s.peak_dbm) + 2, COLOURS["peak"])
+        if i % label_step == 0:
+            draw_text(canvas, x, bottom + 8, f"{s.frequency_hz / 1e6:.1f}", ink, LABEL_SCALE)
+    peak = f"{top.peak_dbm:.0f}"
+    i = scans.index(top)
+    draw_text(canvas, bar_left(i), max(0, y_of(top.peak_dbm) - 14), peak, COLOURS["loudest"],
+              LABEL_SCALE)
     canvas.save(path)
 
 

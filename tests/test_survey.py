@@ -13,7 +13,7 @@ from gateway.doctor_hw import concentrator_checks
 from gateway.doctor_result import CheckResult
 from gateway.png import Canvas, decode_rgb
 from gateway.radio import radio_settings
-from gateway.survey import COLOURS, noise_floor_check
+from gateway.survey import BOTTOM_PX, COLOURS, HEIGHT_PX, bar_left, noise_floor_check
 from hal.backends import open_radio
 from hal.emulator.sx1261 import Sx1261Emulator
 from hal.spectral import scan_channel, summarise
@@ -57,15 +57,18 @@ def test_survey_prints_the_chart_and_writes_a_png_naming_the_busy_channel(tmp_pa
     # the red (loudest) bar is the 7th of 13, left to right, and the tallest
     red = bytes(COLOURS["loudest"])
     columns = [x for x in range(width) if any(row[3 * x:3 * x + 3] == red for row in pixels)]
-    assert columns and 10 + 6 * 12 <= columns[0] < 10 + 7 * 12
+    assert columns and bar_left(6) <= columns[0] < bar_left(7)
 
     def bar_height(x: int) -> int:
         return sum(1 for row in pixels if row[3 * x:3 * x + 3] in {
             bytes(COLOURS[k]) for k in ("scan", "channel", "loudest")})
 
-    heights = [bar_height(10 + i * 12 + 5) for i in range(13)]
+    heights = [bar_height(bar_left(i) + 5) for i in range(13)]
     assert heights.index(max(heights)) == 6 and max(heights) > 3 * min(heights)
-    assert height == 240
+    assert height == HEIGHT_PX
+    text = bytes(COLOURS["text"])
+    label_rows = [y for y, row in enumerate(pixels) if text in row]
+    assert label_rows and max(label_rows) > height - BOTTOM_PX  # frequencies under the bars
 
 
 def test_survey_refuses_a_board_without_sx1261(tmp_path: Path) -> None:
