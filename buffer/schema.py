@@ -99,11 +99,28 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+def _v3(conn: sqlite3.Connection) -> None:
+    """One file for every network server: a frame is stored once, with the servers owed.
+
+    ``owed`` is a bitmask of the servers that have not yet acknowledged the row (bit
+    numbers in ``servers``); a row whose mask reaches 0 is deleted. A bitmask rather
+    than a ``deliveries(seq, server)`` table: the common single-server gateway writes
+    no second B-tree per frame, and an ack of the last server is still one DELETE.
+    Rows of an older file belong to server ``default`` (bit 1), whose file it was.
+    The mask is not covered by ``crc`` (it changes with every ack); a flipped bit can
+    only re-send a frame to a server or stop owing it, never alter what is sent.
+    """
+    conn.execute("ALTER TABLE frames ADD COLUMN owed INTEGER NOT NULL DEFAULT 1")
+    conn.execute("CREATE TABLE servers (name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE)")
+    conn.execute("INSERT INTO servers (name, bit) VALUES ('default', 1)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
 
 FRAME_TYPES = {"seq": "INTEGER", "device": "TEXT", "body": "BLOB", "received_ns": "INTEGER",
                "monotonic_ns": "INTEGER", "boot": "INTEGER", "clock_synced": "INTEGER",
-               "size": "INTEGER", "crc": "INTEGER", "codec": "INTEGER"}
+               "size": "INTEGER", "crc": "INTEGER", "codec": "INTEGER",
+               "owed": "INTEGER"}
 FRAME_COLUMNS = tuple(FRAME_TYPES)
 """Columns the store reads and writes; a ``frames`` table without one of them is foreign."""
 V1_COLUMNS = ("seq", "device", "body", "received_ns", "monotonic_ns", "boot_id",
@@ -167,8 +184,10 @@ def check_shape(conn: sqlite3.Connection) -> None:
         raise ForeignSchemaError(
             f"frames table has columns {sorted(columns)}: missing {missing},"
             f" unknown required {blocking}")
-    if not all(_columns(conn, t) for t in ("quarantine", "meta", "boots", "dictionaries")):
-        raise ForeignSchemaError("meta, boots, dictionaries or quarantine table missing")
+    if not all(_columns(conn, t) for t in ("quarantine", "meta", "boots", "dictionaries",
+                                           "servers")):
+        raise ForeignSchemaError("meta, boots, dictionaries, servers or quarantine table"
+                                 " missing")
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:

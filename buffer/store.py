@@ -14,7 +14,6 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -30,13 +29,24 @@ from buffer.schema import (
     check_shape,
     migrate,
 )
+from buffer.store_types import (
+    AgeLimit,
+    CommitPlan,
+    CommitResult,
+    Dropped,
+    OpenInfo,
+    ReadBatch,
+    StoreError,
+)
 from buffer.types import UplinkRecord
+
+__all__ = ["SHRINK_ABOVE", "AgeLimit", "CommitPlan", "CommitResult", "Dropped", "FrameStore",
+           "OpenInfo", "ReadBatch", "StoreError", "default_connect", "row_size"]
 
 log = structlog.get_logger(__name__)
 
 Connect = Callable[[str], sqlite3.Connection]
 
-_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
 _ENVIRONMENT_CODES = frozenset({3, 5, 6, 7, 8, 10, 13, 14, 23})
 """PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, AUTH: failures of the
 surroundings, not of the file. Moving the file aside would not help (and a file locked
@@ -77,76 +87,6 @@ class _FailedCheckError(Exception):
     """``PRAGMA quick_check`` found damage."""
 
 
-class StoreError(Exception):
-    """A storage operation failed; nothing of the failed transaction was kept."""
-
-    def __init__(self, operation: str, cause: BaseException) -> None:
-        super().__init__(f"{operation}: {cause}")
-        self.operation = operation
-        self.cause = cause
-
-    @property
-    def corrupt(self) -> bool:
-        code = getattr(self.cause, "sqlite_errorcode", None)
-        return isinstance(code, int) and (code & 0xFF) in _CORRUPT_CODES
-
-
-@dataclass(frozen=True)
-class AgeLimit:
-    """Rows older than this are expired: by monotonic time within ``boot_id``,
-    by wall time across boots, and never by an unsynchronised wall clock."""
-
-    boot_id: str
-    min_monotonic_ns: int
-    min_received_ns: int
-
-    def expired(self, record: UplinkRecord) -> bool | None:
-        """True/False, or None when the age cannot be known."""
-        if record.boot_id == self.boot_id:
-            return record.monotonic_ns < self.min_monotonic_ns
-        if not record.clock_synced:
-            return None
-        return record.received_ns < self.min_received_ns
-
-
-@dataclass(frozen=True)
-class Dropped:
-    seq: int
-    device: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class OpenInfo:
-    """What the buffer needs to resume: the backlog's size and per-device counts."""
-
-    rows: int
-    bytes: int
-    max_seq: int
-    device_counts: dict[str, int]
-    moved_aside: Path | None
-    quarantined: int = 0
-
-
-@dataclass(frozen=True)
-class CommitPlan:
-    append: Sequence[UplinkRecord]
-    delete: Sequence[int]
-    max_bytes: int
-    age: AgeLimit | None
-    seq_high_water: int | None = None
-    bounds: bool = True
-    quarantine: Sequence[tuple[UplinkRecord, str]] = ()
-    """Records the sink could not deliver (not a valid message): kept aside, not retried."""
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    dropped: list[Dropped] = field(default_factory=list)
-    rows: int = 0
-    bytes: int = 0
-    file_bytes: int = 0
-    oldest: UplinkRecord | None = None
 
 
 def _text(raw: bytes) -> str:
@@ -177,15 +117,6 @@ def _aside_reason(exc: BaseException) -> str:
     return "unreadable"
 
 
-@dataclass(frozen=True)
-class ReadBatch:
-    """Rows read after a cursor: the verified records, the rows quarantined on the way,
-    and how far the read got (so a batch that lost rows is not taken for the end)."""
-
-    records: list[UplinkRecord]
-    quarantined: list[Dropped]
-    scanned: int
-    last_seq: int | None
 
 
 class FrameStore:
@@ -194,8 +125,13 @@ class FrameStore:
     def __init__(self, path: Path, *, connect: Connect = default_connect,
                  migrations: Sequence[Migration] = MIGRATIONS,
                  wall_ns: Callable[[], int] = time.time_ns,
-                 shrink_above: int = SHRINK_ABOVE) -> None:
+                 shrink_above: int = SHRINK_ABOVE, server: str = "default") -> None:
+        """``server``: whose rows this store reads, writes and acknowledges. Several
+        stores (one per network server) share one file: each frame is one row whose
+        ``owed`` mask holds a bit per server still owed it (schema v3)."""
         self.path = path
+        self.server = server
+        self._bit = 1
         self._shrink_above = shrink_above
         self._connect = connect
         self._migrations = migrations
@@ -283,6 +219,25 @@ class FrameStore:
             log.warning("buffer_store_adopted_unversioned", path=str(self.path))
         migrate(conn, self._migrations)
         check_shape(conn)
+        self._bit = self._server_bit()
+
+    def _server_bit(self) -> int:
+        """This server's bit in ``owed``: the one recorded for its name, or the lowest free
+        one (bits are never reused while the name is listed, so no row changes owner)."""
+        conn = self.conn
+        row = conn.execute("SELECT bit FROM servers WHERE name = ?", (self.server,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            used = {int(r[0]) for r in conn.execute("SELECT bit FROM servers")}
+            bit = next(1 << n for n in range(62) if 1 << n not in used)
+            conn.execute("INSERT INTO servers (name, bit) VALUES (?, ?)", (self.server, bit))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return bit
 
     def move_aside(self, reason: str) -> Path:
         """Rename the file (and its WAL/SHM) with a timestamp suffix; a fresh file follows."""
@@ -319,7 +274,8 @@ class FrameStore:
             after = batch.last_seq
             max_seq = max(max_seq, after)
         rows, size = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM frames").fetchone()
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM frames WHERE (owed & ?) != 0",
+            (self._bit,)).fetchone()
         hw = conn.execute("SELECT value FROM meta WHERE key = ?", (_SEQ_META,)).fetchone()
         self.rows, self.bytes = int(rows), _int(size)
         top = max(int(max_seq), _int(hw[0]) if hw else 0)
@@ -371,13 +327,16 @@ class FrameStore:
             writing = self._writing_dictionary(records)
             batch = [(r.seq, r.device, *self._pack(r.body, writing), r.received_ns,
                       r.monotonic_ns, self._boot_number(r.boot_id), int(r.clock_synced),
-                      row_size(r), record_checksum(r)) for r in records]
+                      row_size(r), record_checksum(r), self._bit) for r in records]
             seqs = [(b[0],) for b in batch]
             old = self._sizes(seqs)
+            # A row another server already wrote (the same frame, the same seq) only
+            # gains this server's bit: the frame is stored once.
             self.conn.executemany(
-                "INSERT OR REPLACE INTO frames (seq, device, body, codec, received_ns,"
-                " monotonic_ns, boot, clock_synced, size, crc)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                "INSERT INTO frames (seq, device, body, codec, received_ns,"
+                " monotonic_ns, boot, clock_synced, size, crc, owed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(seq) DO UPDATE SET owed = owed | excluded.owed", batch)
             self.rows += len(batch) - old[0]
             self.bytes += sum(b[8] for b in batch) - old[1]
 
@@ -452,24 +411,48 @@ class FrameStore:
             return 0, 0
         n = total = 0
         for (seq,) in seqs:
-            row = self.conn.execute("SELECT size FROM frames WHERE seq = ?", (seq,)).fetchone()
+            row = self.conn.execute("SELECT size FROM frames WHERE seq = ? AND (owed & ?) != 0",
+                                    (seq, self._bit)).fetchone()
             if row is not None:
                 n, total = n + 1, total + _int(row[0])
         return n, total
 
     def delete_many(self, seqs: Iterable[int]) -> None:
+        """This server no longer owes these rows (acknowledged or dropped): clear its bit,
+        and delete a row no server owes any more (one DELETE when it was the last)."""
+        bit = self._bit
         with self.transaction("delete"):
             for seq in seqs:
                 row = self.conn.execute(
-                    "DELETE FROM frames WHERE seq = ? RETURNING size", (seq,)).fetchone()
+                    "DELETE FROM frames WHERE seq = ? AND owed = ? RETURNING size",
+                    (seq, bit)).fetchone()
+                if row is None:
+                    row = self.conn.execute(
+                        "UPDATE frames SET owed = owed & ~? WHERE seq = ? AND (owed & ?) != 0"
+                        " RETURNING size, owed", (bit, seq, bit)).fetchone()
+                    if row is not None and _int(row[1]) == 0:
+                        self.conn.execute("DELETE FROM frames WHERE seq = ?", (seq,))
                 if row is not None:
                     self.rows -= 1
                     self.bytes -= _int(row[0])
 
+    def _remove_row(self, seq: int) -> None:
+        """Take a damaged row out for every server (none can trust it)."""
+        row = self.conn.execute("DELETE FROM frames WHERE seq = ? RETURNING size, owed",
+                                (seq,)).fetchone()
+        if row is not None and _int(row[1]) & self._bit:
+            self.rows -= 1
+            self.bytes -= _int(row[0])
+
+    def total_rows(self) -> int:
+        """Rows of every server sharing the file (only an empty file is vacuumed)."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
+
     def set_seq_high_water(self, seq: int) -> None:
         """Remember the highest seq handed out, so a restart never reuses one."""
         with self.transaction("meta"):
-            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                              " DO UPDATE SET value = max(value, excluded.value)",
                               (_SEQ_META, seq))
 
     # --- reads ----------------------------------------------------------------------------
@@ -488,8 +471,8 @@ class FrameStore:
         """
         try:
             rows = self.conn.execute(
-                f"SELECT {_READ_COLUMNS} FROM frames WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit)).fetchall()
+                f"SELECT {_READ_COLUMNS} FROM frames WHERE seq > ? AND (owed & ?) != 0"
+                " ORDER BY seq LIMIT ?", (after_seq, self._bit, limit)).fetchall()
         except sqlite3.Error as exc:
             raise StoreError("read", exc) from exc
         records: list[UplinkRecord] = []
@@ -530,7 +513,7 @@ class FrameStore:
                     " SELECT seq, device, body, received_ns, monotonic_ns, boot,"
                     " clock_synced, size, crc, codec, ?, ? FROM frames WHERE seq = ?",
                     (reason, now, seq))
-                self.delete_many([seq])
+                self._remove_row(seq)
                 log.error("buffer_row_quarantined", path=str(self.path), seq=seq,
                           reason=reason)
                 moved.append(Dropped(seq, _device_key(device), "quarantined"))
@@ -570,7 +553,8 @@ class FrameStore:
 
     def device_backlog_counts(self) -> dict[str, int]:
         try:
-            rows = self.conn.execute("SELECT device, COUNT(*) FROM frames GROUP BY device")
+            rows = self.conn.execute("SELECT device, COUNT(*) FROM frames"
+                                     " WHERE (owed & ?) != 0 GROUP BY device", (self._bit,))
             return {str(d): int(n) for d, n in rows}
         except sqlite3.Error as exc:
             raise StoreError("count", exc) from exc
@@ -622,7 +606,8 @@ class FrameStore:
 
     def _drop_oldest(self, excess: int, scan: int) -> list[Dropped]:
         rows = self.conn.execute(
-            "SELECT seq, device, size FROM frames ORDER BY seq LIMIT ?", (scan,)).fetchall()
+            "SELECT seq, device, size FROM frames WHERE (owed & ?) != 0 ORDER BY seq LIMIT ?",
+            (self._bit, scan)).fetchall()
         dropped: list[Dropped] = []
         freed = 0
         for seq, device, size in rows:
@@ -653,7 +638,8 @@ class FrameStore:
             log.warning("buffer_store_oldest_failed", error=str(exc.cause))
             oldest = None
         dropped += self.take_quarantined()
-        if self.rows == 0 and self.file_bytes() > self._shrink_above:
+        if (self.rows == 0 and self.file_bytes() > self._shrink_above
+                and self.total_rows() == 0):
             try:
                 self.shrink()
             except StoreError as exc:  # the commit itself stands; try again next time

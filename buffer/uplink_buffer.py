@@ -29,7 +29,7 @@ from buffer.stats import BufferStats
 from buffer.store import AgeLimit, CommitPlan, CommitResult, FrameStore, OpenInfo, StoreError
 from buffer.types import Delivery, Timing, UndeliverableError, UplinkRecord, UplinkSink
 
-__all__ = ["BufferConfig", "BufferStats", "UplinkBuffer"]
+__all__ = ["BufferConfig", "BufferStats", "SeqCounter", "UplinkBuffer"]
 
 log = structlog.get_logger(__name__)
 
@@ -39,17 +39,31 @@ _SEQ_RESERVE = 1_000_000  # seqs handed out between two writes of the high-water
 _BOUNDS_EVERY_NS = 60 * 1_000_000_000
 
 
+class SeqCounter:
+    """The next seq to hand out, shared by the buffers of servers sharing one file.
+
+    A frame routed to several servers keeps one seq (its row's key) in all of them,
+    and a frame routed to one server only must never take a seq another server's
+    frame already has: so the counter is one for the whole file, not per buffer.
+    """
+
+    def __init__(self) -> None:
+        self.next = 1
+
+
 class UplinkBuffer:
     """Keeps every uplink until the sink confirms it, in per-device order."""
 
     def __init__(self, config: BufferConfig, sink: UplinkSink, *, boot_id: str,
                  clock: Clock | None = None,
                  store_factory: Callable[[Path], FrameStore] = FrameStore,
-                 clock_synced: Callable[[], bool] | None = None) -> None:
+                 clock_synced: Callable[[], bool] | None = None,
+                 seqs: SeqCounter | None = None) -> None:
         """``clock_synced`` says whether the wall clock is synchronised now (the daemon
         passes ``gateway.clock.clock_synchronised``); without it, the flag of the latest
         submitted frame is used. It decides whether unsynchronised receive times can be
-        corrected when a held frame is published."""
+        corrected when a held frame is published. ``seqs`` is shared by the buffers of
+        servers whose stores share one file."""
         self._config = config
         self._sink = sink
         self._boot_id = boot_id
@@ -62,7 +76,7 @@ class UplinkBuffer:
         self._drop_log = EveryInterval(60.0, self._clock.monotonic_ns)
         self._drops_logged = 0
         self._sync = SyncState(clock_synced, self._clock.monotonic_ns)
-        self._next_seq = 1
+        self._seqs = seqs if seqs is not None else SeqCounter()
         self._first_seq: int | None = None
         self._hw_written = 0
         self._store_open = False
@@ -94,6 +108,14 @@ class UplinkBuffer:
         """Records with a seq up to this one were left behind by an outage (or a previous
         run) and replay at ``drain_rate_per_s``; later ones wait only for the window."""
         self._retry_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def _next_seq(self) -> int:
+        return self._seqs.next
+
+    @_next_seq.setter
+    def _next_seq(self, value: int) -> None:
+        self._seqs.next = value
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -163,10 +185,14 @@ class UplinkBuffer:
     # --- the frame path -------------------------------------------------------------------
 
     def submit(self, device: str, body: bytes, *, received_ns: int, monotonic_ns: int,
-               clock_synced: bool) -> int:
-        """Take a received frame; returns its seq. Never blocks, never raises."""
-        seq = self._next_seq
-        self._next_seq += 1
+               clock_synced: bool, seq: int | None = None) -> int:
+        """Take a received frame; returns its seq. Never blocks, never raises.
+
+        ``seq``: the seq another server's buffer (sharing the file and the counter)
+        already gave this same frame, so both owe the one row."""
+        if seq is None:
+            seq = self._next_seq
+            self._next_seq += 1
         if self._first_seq is None:
             self._first_seq = seq
         self._counts["submitted"] += 1

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from buffer.uplink_buffer import BufferConfig, UplinkBuffer
+from buffer.uplink_buffer import BufferConfig, SeqCounter, UplinkBuffer
 from gateway import __version__
 from gateway.class_b import build_class_b
 from gateway.clock import boot_id, clock_synchronised
@@ -192,13 +192,15 @@ class Daemon:
                                          downlink.handler, region, downlink.queue)
         self.downlink = downlink
         sink = MqttUplinkSink(link, topics, self.config.mqtt.marshaler)
+        seqs = SeqCounter()  # one for the file every server's buffer shares
         buffer = UplinkBuffer(_buffer_config(self.config), sink, boot_id=boot_id(),
-                              clock_synced=clock_synchronised)
+                              clock_synced=clock_synchronised, seqs=seqs)
         sink.ready_callback = buffer.sink_ready
         servers = ExtraServers(
             sections=self.config.servers, gateway_id=gateway_id,
             buffer_config=_buffer_config(self.config), downlink=downlink, boot_id=boot_id(),
-            clock_synced=clock_synchronised, max_eirp_dbm=min(14, int(region.max_eirp_dbm)))
+            clock_synced=clock_synchronised, max_eirp_dbm=min(14, int(region.max_eirp_dbm)),
+            seqs=seqs)
         router = Router(on_unrouted=lambda: self.counters.drop("no_server"))
         router.add(DEFAULT_NAME, self.config.mqtt.route, buffer)
         servers.add_routes(router)

@@ -72,5 +72,10 @@ def check_udp(server: ServerSection, gateway_id: str | None,
 
 
 def server_buffers(config: Config) -> list[tuple[str, Path]]:
-    """Each ``[[server]]``'s own buffer file, for the buffer check."""
-    return [(s.name, server_buffer_path(config.buffer.path, s.name)) for s in config.servers]
+    """Old per-server buffer files still present, for the buffer check.
+
+    Every server now shares ``buffer.path``; a ``<stem>.<name><suffix>`` file left by
+    an earlier version still holds that server's backlog until the next start merges
+    it, so it is worth checking. Absent ones are not listed."""
+    found = [(s.name, server_buffer_path(config.buffer.path, s.name)) for s in config.servers]
+    return [(name, path) for name, path in found if path.exists()]

@@ -1,11 +1,13 @@
 """Several network servers: routing each uplink, and the servers beyond ``[mqtt]``.
 
-Isolation is structural: every server has its own link and its own buffer (its
-own SQLite file beside the default one, ``<stem>.<name><suffix>``), so one
-server's outage or backlog never holds another's live frames, per-device order
-and size/age bounds hold per server, and a frame delivered to one server is never
-sent to it again because another server is draining. The cost: a frame routed to
-two servers is written twice; the routing filters usually make that rare.
+Isolation is structural: every server has its own link and its own
+:class:`UplinkBuffer` (in-memory backlog, cursor, bounds, drop counts), so one
+server's outage or backlog never holds another's live frames, and a frame
+delivered to one server is never sent to it again because another is draining.
+Storage is shared: every buffer's store is the same SQLite file, a frame routed to
+several servers is one row (one seq, from one :class:`SeqCounter`) with a bit per
+server still owed it, and the row goes when the last of them acknowledges it.
+Files of the earlier one-file-per-server layout are merged in at start.
 
 Downlinks from every server that allows them go through the one
 :class:`~gateway.downlink_path.DownlinkPath` (one JIT queue, one duty-cycle
@@ -29,7 +31,8 @@ from chirpstack_api.gw import gw_pb2
 from google.protobuf.message import DecodeError
 from structlog.contextvars import bind_contextvars
 
-from buffer.uplink_buffer import BufferConfig, UplinkBuffer
+from buffer.store import FrameStore
+from buffer.uplink_buffer import BufferConfig, SeqCounter, UplinkBuffer
 from gateway.config_servers import DEFAULT_NAME, ServerSection
 from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath
@@ -49,8 +52,41 @@ log = structlog.get_logger(__name__)
 
 
 def server_buffer_path(default: Path, name: str) -> Path:
-    """The buffer file of server ``name``, beside the default server's."""
+    """Where server ``name`` had its own buffer file before the store was shared."""
     return default.with_name(f"{default.stem}.{name}{default.suffix}")
+
+
+def merge_old_file(shared: Path, name: str) -> int:
+    """Move the backlog of ``name``'s old own file into the shared one; returns the rows.
+
+    The old rows get new seqs above every seq of the shared file, in their old order
+    (so per-device order holds), owed to ``name`` only. The old file is then renamed
+    ``<file>.merged-<time>``, never deleted. Blocking: run before the buffers open.
+    """
+    old = server_buffer_path(shared, name)
+    if not old.is_file():
+        return 0
+    source = FrameStore(old)  # its rows were the whole file's: server "default" there
+    source.open()
+    target = FrameStore(shared, server=name)
+    try:
+        base = target.open().max_seq
+        after, moved = -(2**63), 0
+        while True:
+            batch = source.read_more(after, 2000)
+            if batch.last_seq is None:
+                break
+            after = batch.last_seq
+            target.append_many([dataclasses.replace(r, seq=base + moved + i + 1)
+                                for i, r in enumerate(batch.records)])
+            moved += len(batch.records)
+        target.set_seq_high_water(base + moved)
+    finally:
+        target.close()
+    source.move_aside("merged")
+    log.warning("buffer_store_merged", server=name, rows=moved, old=str(old),
+                shared=str(shared))
+    return moved
 
 
 async def serving(name: str, work: Coroutine[Any, Any, None]) -> None:
@@ -66,6 +102,9 @@ async def serving(name: str, work: Coroutine[Any, Any, None]) -> None:
 async def open_serving(name: str, buffer: UplinkBuffer) -> None:
     """Open ``buffer`` in a task bound to ``server=name``, so its store worker logs with it."""
     await asyncio.create_task(serving(name, buffer.open()), name=f"open-{name}")
+
+
+_MakeBuffer = Callable[[MqttUplinkSink | UdpUplinkSink], UplinkBuffer]
 
 
 @dataclass
@@ -92,6 +131,7 @@ class Router:
         self.unrouted = 0
 
     def add(self, name: str, route: RouteFilter, buffer: UplinkBuffer) -> None:
+        """Route to ``buffer`` too; every buffer added must share one ``SeqCounter``."""
         self._targets.append(_Target(name, route, buffer))
         self._filtering = self._filtering or bool(route.dev_addr_prefixes
                                                   or route.join_eui_prefixes)
@@ -108,7 +148,8 @@ class Router:
                 continue
             target.routed += 1
             s = target.buffer.submit(device, body, received_ns=received_ns,
-                                     monotonic_ns=monotonic_ns, clock_synced=clock_synced)
+                                     monotonic_ns=monotonic_ns, clock_synced=clock_synced,
+                                     seq=None if seq < 0 else seq)
             seq = s if seq < 0 else seq
         if seq < 0:
             self.unrouted += 1
@@ -162,27 +203,31 @@ class ExtraServers:
 
     def __init__(self, *, sections: tuple[ServerSection, ...], gateway_id: str,
                  buffer_config: BufferConfig, downlink: DownlinkPath, boot_id: str,
-                 clock_synced: Callable[[], bool], max_eirp_dbm: int) -> None:
+                 clock_synced: Callable[[], bool], max_eirp_dbm: int,
+                 seqs: SeqCounter | None = None) -> None:
+        """``seqs``: the default server's buffer's counter (its file is the shared one)."""
         self.servers: list[ExtraServer] = []
         self._gateway_id = gateway_id
         self._router: Router | None = None
+        self._path = buffer_config.path
+        shared = seqs if seqs is not None else SeqCounter()
         for s in sections:
-            cfg = dataclasses.replace(buffer_config,
-                                      path=server_buffer_path(buffer_config.path, s.name))
+            def buffer(sink: MqttUplinkSink | UdpUplinkSink, name: str = s.name) -> UplinkBuffer:
+                return UplinkBuffer(buffer_config, sink, boot_id=boot_id,
+                                    clock_synced=clock_synced, seqs=shared,
+                                    store_factory=lambda p: FrameStore(p, server=name))
             if s.protocol == "semtech_udp":
-                self.servers.append(self._udp(s, cfg, gateway_id, downlink, boot_id,
-                                              clock_synced, max_eirp_dbm))
+                self.servers.append(self._udp(s, buffer, gateway_id, downlink, max_eirp_dbm))
             else:
-                self.servers.append(self._mqtt(s, cfg, gateway_id, downlink, boot_id,
-                                               clock_synced))
+                self.servers.append(self._mqtt(s, buffer, gateway_id, downlink))
 
     @staticmethod
-    def _udp(s: ServerSection, cfg: BufferConfig, gateway_id: str, downlink: DownlinkPath,
-             boot_id: str, clock_synced: Callable[[], bool], power: int) -> ExtraServer:
+    def _udp(s: ServerSection, make: _MakeBuffer, gateway_id: str, downlink: DownlinkPath,
+             power: int) -> ExtraServer:
         link = SemtechUdpLink(UdpSettings.from_url(s.url, keepalive_s=s.keepalive_s),
                               bytes.fromhex(gateway_id), name=s.name)
         sink = UdpUplinkSink(link)
-        buffer = UplinkBuffer(cfg, sink, boot_id=boot_id, clock_synced=clock_synced)
+        buffer = make(sink)
         sink.ready_callback = buffer.sink_ready
         server = ExtraServer(s, buffer, link)
         if s.downlinks:
@@ -196,8 +241,8 @@ class ExtraServers:
         return server
 
     @staticmethod
-    def _mqtt(s: ServerSection, cfg: BufferConfig, gateway_id: str, downlink: DownlinkPath,
-              boot_id: str, clock_synced: Callable[[], bool]) -> ExtraServer:
+    def _mqtt(s: ServerSection, make: _MakeBuffer, gateway_id: str,
+              downlink: DownlinkPath) -> ExtraServer:
         m = s.mqtt
         assert m is not None  # read_servers sets it for chirpstack_mqtt
         topics = Topics(m.topic_prefix, gateway_id)
@@ -229,7 +274,7 @@ class ExtraServers:
         link = MqttLink(settings, topics, on_command=on_command, marshaler=m.marshaler,
                         on_connection_change=changed)
         sink = MqttUplinkSink(link, topics, m.marshaler)
-        buffer = UplinkBuffer(cfg, sink, boot_id=boot_id, clock_synced=clock_synced)
+        buffer = make(sink)
         sink.ready_callback = buffer.sink_ready
         holder.append(ExtraServer(s, buffer, link))
         return holder[0]
@@ -240,9 +285,15 @@ class ExtraServers:
             router.add(server.section.name, server.section.route, server.buffer)
 
     async def open(self) -> None:
-        """Open every buffer (replaying its backlog) before the radio starts."""
+        """Merge any old per-server file, then open every buffer (replaying its backlog)
+        before the radio starts. After the default server's buffer: it made the file."""
         for server in self.servers:
-            await open_serving(server.section.name, server.buffer)
+            name = server.section.name
+            try:
+                await asyncio.to_thread(merge_old_file, self._path, name)
+            except Exception as exc:  # the old file stays where it is, for a later start
+                log.error("buffer_store_merge_failed", server=name, error=str(exc))
+            await open_serving(name, server.buffer)
 
     def start(self) -> None:
         for server in self.servers:
@@ -305,5 +356,5 @@ class ExtraServers:
                 link.push_once({"stat": stat})
 
 
-__all__ = ["DEFAULT_NAME", "ExtraServers", "Router", "open_serving", "server_buffer_path",
-           "serving"]
+__all__ = ["DEFAULT_NAME", "ExtraServers", "Router", "merge_old_file", "open_serving",
+           "server_buffer_path", "serving"]
