@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from buffer.store import FrameStore
+from buffer.store import FrameStore, row_size
+from buffer.types import UplinkRecord
 from buffer.uplink_buffer import SeqCounter, UplinkBuffer
 from gateway.servers import Router, merge_old_file, server_buffer_path
 from packet_forwarder.routing import RouteFilter
@@ -201,3 +202,51 @@ def test_old_per_server_file_is_merged_in_order(tmp_path: Path) -> None:
     assert [d.record.body for d in b.log] == [b"x" * 20] * 3
     assert b.sent_seqs() == sorted(b.sent_seqs())
     assert merge_old_file(path, "city") == 0  # nothing left to merge
+
+
+def record(seq: int, device: str = "dev1", body: bytes = b"y" * 50) -> UplinkRecord:
+    return UplinkRecord(seq, device, body, 1_000 + seq, 2_000 + seq, BOOT, True)
+
+
+def test_store_bounds_and_acks_are_per_server(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite"
+    a, b = FrameStore(path), FrameStore(path, server="city")
+    a.open()
+    b.open()
+    records = [record(s) for s in range(1, 5)]
+    a.append_many(records)
+    b.append_many(records)
+    assert len(rows(path)) == 4 and (a.rows, b.rows) == (4, 4)
+    dropped = a.enforce_bounds(max_bytes=2 * row_size(records[0]), age=None)
+    assert [d.seq for d in dropped] == [1, 2]  # A gives up its oldest two ...
+    assert len(rows(path)) == 4  # ... which B still owes
+    assert owed(path) == {1: 2, 2: 2, 3: 3, 4: 3}
+    b.delete_many([1, 2, 3])
+    assert owed(path) == {3: 1, 4: 3}
+    assert [r.seq for r in b.read_batch(0, 10)] == [4]
+    assert [r.seq for r in a.read_batch(0, 10)] == [3, 4]
+    a.delete_many([3, 4])
+    b.delete_many([4])
+    assert rows(path) == [] and (a.rows, b.rows) == (0, 0)
+    a.close()
+    b.close()
+
+
+def test_damaged_shared_row_is_quarantined_for_every_server(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.sqlite"
+    a, b = FrameStore(path), FrameStore(path, server="city")
+    a.open()
+    b.open()
+    a.append_many([record(1), record(2)])
+    b.append_many([record(1), record(2)])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE frames SET crc = crc + 1 WHERE seq = 1")
+    conn.commit()
+    conn.close()
+    batch = a.read_more(0, 10)
+    assert [r.seq for r in batch.records] == [2]
+    assert [d.seq for d in batch.quarantined] == [1]
+    assert [r.seq for r in b.read_batch(0, 10)] == [2]  # gone for B too
+    assert a.quarantine_count() == 1
+    a.close()
+    b.close()
