@@ -29,7 +29,6 @@ from gateway.sim.local_broker import LocalBroker, find_mosquitto
 from hal.emulator.chip import Sx1302Emulator
 from hal.types import COUNTER_MODULO
 from packet_forwarder.downlink.status import TxStatus
-from tests.support.buffer_e2e import PersistentBroker
 from tests.support.gateway_proc import (
     NetworkServerStandIn,
     UplinkCollector,
@@ -47,8 +46,10 @@ _tokens = itertools.count(100)
 
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[tuple[LocalBroker, LocalBroker]]:
-    # A keeps sessions across its restart, so the stand-in subscriber cannot miss the drain
-    a, b = PersistentBroker(tmp_path / "broker-a"), LocalBroker(tmp_path / "broker-b")
+    # A saves its sessions on every change, so they survive a SIGKILL and the stand-in
+    # subscriber cannot miss the drain
+    a = LocalBroker(tmp_path / "broker-a", persistent=True)
+    b = LocalBroker(tmp_path / "broker-b")
     a.start()
     b.start()
     yield a, b
@@ -206,7 +207,7 @@ def test_one_broker_down_the_others_keep_live_frames_and_it_gets_its_backlog(
 
     async def outage_with(daemon: Daemon, ns_b: NetworkServerStandIn,
                           collector: UplinkCollector) -> None:
-        brokers[0].stop()
+        brokers[0].kill()  # the line or the broker host dies: no goodbye on the socket
         await until(lambda: daemon.snapshot()["servers"]["default"]["state"] == "down",
                     "default down")
         sent = []
