@@ -21,6 +21,7 @@ through the full edge check and is forwarded. Run from the repository root::
 
     python bench/sobriety.py [--idle-s 60] [--flood-frames 100000] [--json out.json]
 
+``--idle-only`` stops after the idle phase (start, RSS, idle CPU) for quick comparisons.
 ``--runs N`` repeats the whole measurement and reports medians (and every run in JSON).
 """
 
@@ -314,6 +315,8 @@ def one_run(args: argparse.Namespace, devices: Devices) -> dict[str, Any]:
             result: dict[str, Any] = {"cold_start_s": daemon.cold_start_s,
                                       "rss_after_start_mb": rss_mb(daemon.pid)}
             result["idle"] = idle(daemon.pid, args.idle_s)
+            if args.idle_only:
+                return result
             index = 0
             result["per_frame"] = {}
             for rate in RATES:
@@ -358,6 +361,8 @@ def report(m: dict[str, Any], runs: int) -> None:
     print(f"RSS after start           {m['rss_after_start_mb']:8.1f} MB")
     print(f"idle CPU (one core)       {m['idle']['cpu_percent']:8.2f} %")
     print(f"idle context switches     {m['idle']['ctx_switches_per_s']:8.0f} /s")
+    if "per_frame" not in m:  # --idle-only
+        return
     for name, pf in m["per_frame"].items():
         print(f"CPU per frame at {name:9s}{pf['cpu_us_per_frame']:8.0f} us "
               f"({pf['cpu_us_per_frame_net_of_idle']:.0f} us net of idle)")
@@ -377,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the daemon's buffer.drain_rate_per_s (200 is the default; 0 unpaced)")
     ap.add_argument("--settle-s", type=float, default=2.0)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--idle-only", action="store_true",
+                    help="start, measure idle, stop (no traffic phases)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     devices = Devices()

@@ -19,10 +19,7 @@ from __future__ import annotations
 import io
 import os
 import re
-import tarfile
 import tempfile
-import urllib.request
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +105,9 @@ def _wanted(name: str) -> bool:
 
 def _archive_members(data: bytes) -> dict[str, bytes]:
     """Basename → content of every ``.var`` file (and the licence) in a .tar.gz/.zip."""
+    import tarfile  # imported here: every command imports this module, few unpack
+    import zipfile
+
     found: dict[str, bytes] = {}
     if zipfile.is_zipfile(io.BytesIO(data)):
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -134,6 +134,8 @@ def read_archive(source: Path | None, url: str = RELEASE_URL) -> tuple[bytes, st
             return source.read_bytes(), str(source)
         except OSError as exc:
             raise FirmwareInstallError(f"cannot read {source}: {exc.strerror}") from exc
+    import urllib.request  # imported here: ~3 MB (http, email) no other command needs
+
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data: bytes = response.read(MAX_ARCHIVE_BYTES + 1)

@@ -4,7 +4,8 @@ The chip counts 32 MHz ticks in 32 bits, so ticks/32 is a 27-bit microsecond cou
 that wraps every 134.2 s. The host keeps a wrap count (mod 32) to present a 32-bit
 microsecond counter wrapping every ~71.6 minutes, which is what LoRaWAN timing
 above the HAL expects. This only works if the counter is read at least once per
-134 s; the driver reads it on every ``receive()`` and ``counter_us()``.
+134 s; the driver reads it on every ``counter_us()``, on every ``receive()`` that
+fetched packets, and on an empty ``receive()`` when the last read is 10 s old.
 """
 
 from __future__ import annotations

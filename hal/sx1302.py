@@ -57,6 +57,8 @@ NOMINAL_TEMPERATURE_C = 25.0
 TEMPERATURE_MAX_AGE_S = 10.0
 COUNTER_WRAP_S = (1 << 27) / 1e6
 """The chip's µs count wraps every 134.2 s; reads further apart than this lose a wrap."""
+IDLE_COUNTER_READ_S = 10.0
+"""An empty ``receive()`` samples the counter when the last sample is this old (≪ 134 s)."""
 TX_ABORT_TIMEOUT_S = 1.0
 TX_ABORT_POLL_S = 0.001
 
@@ -189,17 +191,29 @@ class Sx1302Concentrator:
         return self._layout
 
     def _bytes_waiting(self) -> int:
-        """The RX buffer fill level, read twice keeping the larger (a torn read reads low)."""
-        counts = []
-        for _ in range(2):
-            raw = self._spi.burst_read(RX_NB_BYTES_MSB, 2)
-            counts.append(((raw[0] & 0x1F) << 8) | raw[1])
-        return max(counts)
+        """The RX buffer fill level (13 bits of a 2-byte register)."""
+        raw = self._spi.burst_read(RX_NB_BYTES_MSB, 2)
+        return ((raw[0] & 0x1F) << 8) | raw[1]
 
     def receive(self) -> list[RxPacket]:
+        """The packets the chip holds; an empty poll costs one 2-byte register read.
+
+        An empty buffer reads zero once and returns: a torn read reads low, so a zero
+        read while a packet lands just defers it to the next poll. The counter is then
+        not sampled (the packets need it, nothing else here does), except once every
+        ``IDLE_COUNTER_READ_S`` so the 27-bit extension holds even for a caller that
+        only ever calls ``receive()``.
+        """
         layout = self._started()
         waiting = self._bytes_waiting()
-        data = self._spi.burst_read(RX_FIFO_ADDR, waiting, fifo=True) if waiting else b""
+        if not waiting:
+            last = self._last_counter_read
+            if last is None or self._clock() - last > IDLE_COUNTER_READ_S:
+                self._read_counter()
+            return []
+        # a torn read reads low: read again, keep the larger (the fetch must not end early)
+        waiting = max(waiting, self._bytes_waiting())
+        data = self._spi.burst_read(RX_FIFO_ADDR, waiting, fifo=True)
         self._read_counter()  # after the fetch: the packets predate this sample
         packets = []
         for record in parse_rx_buffer(data, self.rx_errors):
