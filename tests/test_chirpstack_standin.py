@@ -23,7 +23,6 @@ from chirpstack_api.gw import gw_pb2
 
 from gateway.config import load_config
 from gateway.daemon import Daemon
-from hal.emulator.chip import Sx1302Emulator
 from hal.emulator.transmit import TxLogEntry
 from tests.support.broker import MosquittoBroker
 from tests.support.chirpstack_standin import (
@@ -33,6 +32,7 @@ from tests.support.chirpstack_standin import (
     ack_outcome,
 )
 from tests.support.gateway_proc import write_config
+from tests.support.inprocess import emulator
 
 BOARD_MAX_DBM = 27
 """The emulated board's strongest TX gain table step (hardware/boards/emulator.toml)."""
@@ -61,11 +61,6 @@ async def gateway(tmp_path: Path, broker: MosquittoBroker, region: RegionDefault
     finally:
         daemon.request_stop()
         await asyncio.wait_for(task, 30)
-
-
-def emulator(daemon: Daemon) -> Sx1302Emulator:
-    assert daemon.radio is not None and daemon.radio.emulator is not None
-    return daemon.radio.emulator
 
 
 async def uplink(daemon: Daemon, cs: ChirpStackStandIn, *,

@@ -26,7 +26,6 @@ from structlog.testing import capture_logs
 from gateway.config import Config, load_config
 from gateway.daemon import Daemon
 from gateway.sim.local_broker import LocalBroker, find_mosquitto
-from hal.emulator.chip import Sx1302Emulator
 from hal.types import COUNTER_MODULO
 from packet_forwarder.downlink.status import TxStatus
 from tests.support.gateway_proc import (
@@ -35,6 +34,7 @@ from tests.support.gateway_proc import (
     downlink_frame,
     write_config,
 )
+from tests.support.inprocess import emulator
 from tests.support.semtech_ns import StandInServer, start_server
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")
@@ -115,11 +115,6 @@ async def running(config: Config, ns_a: NetworkServerStandIn, ns_b: NetworkServe
     finally:
         daemon.request_stop()
         await asyncio.wait_for(task, 30)
-
-
-def emulator(daemon: Daemon) -> Sx1302Emulator:
-    assert daemon.radio is not None and daemon.radio.emulator is not None
-    return daemon.radio.emulator
 
 
 def inject(daemon: Daemon, payload: bytes) -> None:
