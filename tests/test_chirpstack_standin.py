@@ -23,7 +23,6 @@ from chirpstack_api.gw import gw_pb2
 
 from gateway.config import load_config
 from gateway.daemon import Daemon
-from hal.emulator.transmit import TxLogEntry
 from tests.support.broker import MosquittoBroker
 from tests.support.chirpstack_standin import (
     REGIONS,
@@ -32,7 +31,7 @@ from tests.support.chirpstack_standin import (
     ack_outcome,
 )
 from tests.support.gateway_proc import write_config
-from tests.support.inprocess import emulator
+from tests.support.inprocess import emulator, transmitted
 
 BOARD_MAX_DBM = 27
 """The emulated board's strongest TX gain table step (hardware/boards/emulator.toml)."""
@@ -82,16 +81,6 @@ async def down(cs: ChirpStackStandIn, frame: gw_pb2.DownlinkFrame) -> tuple[int 
     return ack_outcome(await asyncio.to_thread(cs.ack, frame.downlink_id))
 
 
-async def transmitted(daemon: Daemon, payload: bytes, timeout_s: float = 10.0) -> TxLogEntry:
-    for _ in range(int(timeout_s / 0.01)):
-        found = [e for e in emulator(daemon).tx_log if e.payload == payload]
-        if found:
-            assert len(found) == 1, "sent twice"
-            return found[0]
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"{payload!r} never reached the chip")
-
-
 async def until(predicate: object, timeout_s: float, what: str) -> None:
     for _ in range(int(timeout_s / 0.02)):
         if predicate():  # type: ignore[operator]
@@ -135,11 +124,11 @@ async def scenario(tmp_path: Path, broker: MosquittoBroker, region: RegionDefaul
 
             up = await uplink(daemon, cs)                                  # RX1 (of RX1+RX2)
             await expect_ok(cs.class_a(next(ids), up, b"\x60rx1"), 0)
-            await transmitted(daemon, b"\x60rx1")
+            await transmitted(daemon, b"\x60rx1", timeout_s=10.0)
 
             up = await uplink(daemon, cs)                                  # RX2 only
             await expect_ok(cs.class_a(next(ids), up, b"\x60rx2-only", rx_window=2), 0)
-            await transmitted(daemon, b"\x60rx2-only")
+            await transmitted(daemon, b"\x60rx2-only", timeout_s=10.0)
 
             up = await uplink(daemon, cs)                                  # RX1 late → RX2
             await asyncio.sleep(1.05)   # the RX1 moment has passed; RX2 is ~1 s ahead
@@ -148,7 +137,7 @@ async def scenario(tmp_path: Path, broker: MosquittoBroker, region: RegionDefaul
             assert (index, status) == (1, gw_pb2.TxAckStatus.OK)
             assert cs.seen.acks[late.downlink_id].items[0].status == gw_pb2.TxAckStatus.TOO_LATE
             sent[b"\x60rx1-late"] = late.items[1]
-            await transmitted(daemon, b"\x60rx1-late")
+            await transmitted(daemon, b"\x60rx1-late", timeout_s=10.0)
 
             # join-accept at +5 s, class C now (~1 s at SF12), class B ping slot at +3 s
             join = await uplink(daemon, cs, join=True)
@@ -161,7 +150,7 @@ async def scenario(tmp_path: Path, broker: MosquittoBroker, region: RegionDefaul
                                        ping_us), 0)
 
             for payload, item in sent.items():
-                entry = await transmitted(daemon, payload)
+                entry = await transmitted(daemon, payload, timeout_s=10.0)
                 assert abs(entry.frequency_hz - item.tx_info.frequency) < FREQ_TOLERANCE_HZ
                 assert entry.power_dbm == min(item.tx_info.power, BOARD_MAX_DBM)
             clamped = sum(item.tx_info.power > BOARD_MAX_DBM for item in sent.values())

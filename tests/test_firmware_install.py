@@ -6,7 +6,6 @@ in ``.var`` files); Semtech's images are never in the repository.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import subprocess
 import sys
@@ -25,24 +24,12 @@ from gateway.firmware_install import (
     parse_var_array,
 )
 from hal.firmware import AGC_SX1250_FILE, ARB_FILE, load_firmware, sha256_hex
-from hal.registers import MCU_FW_SIZE
+from tests.support.firmware import AGC, ALLOWED, ARB, synthetic_image
 
-
-def _image(seed: bytes, size: int = MCU_FW_SIZE) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-AGC = _image(b"agc")
-ARB = _image(b"arb")
-PRAM_WORDS = [int.from_bytes(_image(b"pram", 3 * 386)[i:i + 3], "big") for i in range(0, 1158, 3)]
+_PRAM_BYTES = synthetic_image(b"pram", 3 * 386)
+PRAM_WORDS = [int.from_bytes(_PRAM_BYTES[i:i + 3], "big") for i in range(0, len(_PRAM_BYTES), 3)]
 PRAM = b"".join(w.to_bytes(4, "big") for w in PRAM_WORDS)
-ALLOWED = {AGC_SX1250_FILE: frozenset({sha256_hex(AGC)}),
-           ARB_FILE: frozenset({sha256_hex(ARB)})}
+
 
 
 def _var_u8(name: str, data: bytes) -> str:
@@ -130,7 +117,7 @@ def test_a_tampered_image_does_not_replace_installed_ones(archive: Path, tmp_pat
     target = tmp_path / "fw"
     install_firmware(target, archive=archive, allowed=ALLOWED)
     path = tmp_path / "tampered.tar.gz"
-    path.write_bytes(_release(agc=_image(b"evil")))
+    path.write_bytes(_release(agc=synthetic_image(b"evil")))
     with pytest.raises(FirmwareInstallError):
         install_firmware(target, archive=path, allowed=ALLOWED)
     assert (target / AGC_SX1250_FILE).read_bytes() == AGC
@@ -181,7 +168,7 @@ def test_cli_installs_into_the_configured_firmware_dir(archive: Path, tmp_path: 
 
 def test_cli_refuses_a_tampered_archive_with_status_1(tmp_path: Path) -> None:
     path = tmp_path / "t.tar.gz"
-    path.write_bytes(_release(agc=_image(b"evil")))
+    path.write_bytes(_release(agc=synthetic_image(b"evil")))
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "firmware", "install", "--archive", str(path),
          "--dir", str(tmp_path / "fw")], capture_output=True, text=True, check=False)

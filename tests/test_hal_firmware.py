@@ -5,7 +5,6 @@ The images are synthetic (generated here); Semtech's are never in the repository
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,10 @@ from hal.firmware import (
     sha256_hex,
 )
 from hal.mcu import AGC_SX1250_STEPS, Mcus
-from hal.registers import MCU_FW_SIZE, Registers
+from hal.registers import Registers
 from hal.spi import Sx1302Spi
 from hal.types import EU868_DEFAULT_PLAN
-
-
-def synthetic_image(seed: bytes) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < MCU_FW_SIZE:
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    return bytes(out[:MCU_FW_SIZE])
-
-
-AGC = synthetic_image(b"agc")
-ARB = synthetic_image(b"arb")
-ALLOWED = {AGC_SX1250_FILE: frozenset({sha256_hex(AGC)}), ARB_FILE: frozenset({sha256_hex(ARB)})}
+from tests.support.firmware import AGC, ALLOWED, ARB, synthetic_image
 
 
 @pytest.fixture

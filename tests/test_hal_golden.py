@@ -44,7 +44,7 @@ from hal.backends.emulated import open_emulated
 from hal.emulator.transcript import render
 from hal.firmware import AGC_SX1250_FILE, ARB_FILE, sha256_hex
 from hal.types import EU868_DEFAULT_PLAN
-from tests.test_hal_firmware import AGC, ARB
+from tests.support.firmware import AGC, ARB
 
 GOLDEN = Path(__file__).parent / "golden" / "sx1302_bringup_rx.txt"
 
