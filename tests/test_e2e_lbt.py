@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from gateway.config import load_config
 from gateway.sim.local_broker import LocalBroker
 from packet_forwarder.downlink.status import TxStatus
 from tests.support.gateway_proc import NetworkServerStandIn, downlink_frame, write_config
-from tests.support.inprocess import emulator, running, send
+from tests.support.inprocess import broker, emulator, running, send  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("mosquitto_binary")
 
@@ -29,14 +28,6 @@ KR920 = {"concentrator": 'region = "KR920"',
          "concentrator__emulator": f"noise_floor_dbm = -105.0\n"
                                    f"busy_channels = [{{frequency_hz = {BUSY_HZ}, "
                                    f"rssi_dbm = -50.0}}]"}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    b = LocalBroker(tmp_path / "broker")
-    b.start()
-    yield b
-    b.stop()
 
 
 def _wait_status(ns: NetworkServerStandIn, downlink_id: int, status: TxStatus,
