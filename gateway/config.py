@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from common.toml_reader import ConfigError, TableReader
@@ -239,7 +238,8 @@ def load_config_text(text: str, *, source: str, base_dir: Path) -> Config:
 
 def demo_config_text() -> str:
     """The embedded demo configuration (emulated concentrator and virtual sensors)."""
-    return resources.files("gateway").joinpath("demo.toml").read_text(encoding="utf-8")
+    # Next to this module, not importlib.resources: see packet_forwarder.regions.loader.
+    return (Path(__file__).resolve().parent / "demo.toml").read_text(encoding="utf-8")
 
 
 def _gateway(t: TableReader) -> GatewaySection:

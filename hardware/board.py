@@ -14,7 +14,6 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -245,11 +244,12 @@ def load_board_file(path: Path) -> BoardProfile:
 
 
 def _load_packaged() -> Mapping[str, BoardProfile]:
-    folder = resources.files("hardware") / "boards"
+    # Next to this module, not importlib.resources: see packet_forwarder.regions.loader.
+    folder = Path(__file__).resolve().parent / "boards"
     boards: dict[str, BoardProfile] = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
-            board = load_board_file(Path(str(entry)))
+            board = load_board_file(entry)
             boards[board.name] = board
     return MappingProxyType(boards)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hal.types import Modulation
@@ -28,7 +28,9 @@ from packet_forwarder.regions.model import (
 )
 
 T = TypeVar("T")
-_DATA = "data"
+_DATA = Path(__file__).resolve().parent / "data"
+"""On disk next to this module (as ``hardware/boards``): not ``importlib.resources``,
+whose readers bring tempfile, zipfile and shutil into the daemon for good."""
 _LORA_BANDWIDTHS = (125_000, 250_000, 500_000)
 _LR_FHSS_CODE_RATES = ("1/3", "2/3", "2/6", "4/6")
 
@@ -44,7 +46,7 @@ def _file_name(name: str) -> str:
 def available_regions() -> list[str]:
     """Region names as written in the data files (``EU868``, ``AS923-1`` ...), sorted."""
     names = []
-    for entry in resources.files(__package__).joinpath(_DATA).iterdir():
+    for entry in _DATA.iterdir():
         if entry.name.endswith(".toml"):
             names.append(entry.name.removesuffix(".toml").upper())
     return sorted(names)
@@ -52,7 +54,7 @@ def available_regions() -> list[str]:
 
 def load_region(name: str) -> Region:
     """Read and validate one region's data file; raises :class:`RegionError`."""
-    entry = resources.files(__package__).joinpath(_DATA, _file_name(name))
+    entry = _DATA / _file_name(name)
     if not entry.is_file():
         raise RegionError(f"unknown region {name!r}; known: {', '.join(available_regions())}")
     try:
