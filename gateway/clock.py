@@ -9,9 +9,7 @@ it was received, so later code can correct or flag its timestamp.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
-import uuid
 from pathlib import Path
 
 _STA_UNSYNC = 0x0040
@@ -33,9 +31,11 @@ class _Timex(ctypes.Structure):
 
 
 def _load_libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    # The symbols already loaded into this process (libc among them): not
+    # ctypes.util.find_library, which runs ``ldconfig -p`` and brings subprocess,
+    # tempfile and shutil into the daemon for good.
     try:
-        return ctypes.CDLL(name or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
@@ -62,6 +62,8 @@ def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
+        import uuid  # only where /proc is not readable
+
         return str(uuid.uuid4())
 
 
