@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hal.backends import GpsOpener, Radio
-from hal.doctor_checks import HalCheck, run_concentrator_checks
 from hal.gps_time import GpsClock, GpsReader, open_gps_port
 from hal.sx1302 import Sx1302Concentrator
 from hal.types import ChannelPlan
 
 if TYPE_CHECKING:
+    from hal.doctor_checks import HalCheck
     from hal.emulator.chip import Sx1302Emulator
     from hal.sx1261 import Sx1261
 
@@ -40,6 +40,8 @@ def sx1302_radio(driver: Sx1302Concentrator, *, sleep: Callable[[float], None] =
         gps = None
 
     def checks(plan: ChannelPlan | None) -> list[HalCheck]:
+        from hal.doctor_checks import run_concentrator_checks  # doctor's, not the daemon's
+
         return run_concentrator_checks(driver, sleep=sleep, plan=plan, gps=gps)
 
     return Radio(concentrator=driver, board=driver.board, open_gps=gps, sleep=sleep,
