@@ -3,6 +3,12 @@
 Each subcommand is a small function; argparse does the parsing. Exit codes: 0 ok,
 1 runtime failure, 2 bad usage or bad configuration; ``run`` exits 78 on a fault at
 start (configuration, firmware, hardware) so the unit does not restart in a loop.
+
+The subcommands kept in their own modules (``keys``, ``status``, ``provision``,
+``firmware``) are imported only when chosen: ``run`` is the resident process, and every
+module it imports stays in its memory for good (the key-file tools, the firmware
+downloader with tarfile/zipfile, ...). ``--help`` still lists them all, from
+:data:`_LAZY_COMMANDS`.
 """
 
 from __future__ import annotations
@@ -11,18 +17,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
 
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
-from gateway.firmware_cli import add_firmware_commands
 from gateway.journald import stderr_is_journal
-from gateway.keys_cli import add_keys_commands
 from gateway.log import configure_logging, secrets_from_config
-from gateway.ops_cli import add_ops_commands
 from gateway.service_paths import is_service_config, read_only_paths
 from gateway.start_faults import EXIT_START_FAULT, NEXT_STEP
 
@@ -144,7 +147,46 @@ def _load_or_exit(path: Path, *, for_run: bool = False) -> Config:
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.keys_cli import add_keys_commands
+
+    add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
+
+
+def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.ops_cli import add_ops_commands
+
+    add_ops_commands(sub)
+
+
+def _add_firmware(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.firmware_cli import add_firmware_commands
+
+    add_firmware_commands(sub)
+
+
+_LAZY_COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction[
+    argparse.ArgumentParser]], None]]] = {
+    # name: (the line --help shows, what registers it in full: imported only when chosen).
+    # tests/test_cli_lazy.py checks each line against the one its module registers.
+    "keys": ("manage device keys held at the edge", _add_keys),
+    "status": ("state of the running gateway (local socket)", _add_ops),
+    "provision": ("create the gateway's TLS private key and a CSR", _add_ops),
+    "firmware": ("Semtech AGC/ARB firmware for the SX1302", _add_firmware),
+}
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the line: the first word that is not an option."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; of the lazy subcommands only ``command`` in full.
+
+    The others are one-line entries (enough for ``--help`` and for argparse to name
+    them in a usage error), so their modules stay unimported.
+    """
     parser = argparse.ArgumentParser(
         prog="lora-gateway",
         description="LoRaWAN edge gateway for the SX1302: forwards to ChirpStack v4 over MQTT.",
@@ -173,9 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "writable folders")
     check.set_defaults(func=_cmd_config_check)
 
-    add_keys_commands(sub, default_store=DEFAULT_KEY_STORE, default_key_file=DEFAULT_KEY_FILE)
-    add_ops_commands(sub)
-    add_firmware_commands(sub)
+    chosen = _LAZY_COMMANDS.get(command or "")
+    for name, (help_line, add_in_full) in _LAZY_COMMANDS.items():
+        if name in sub.choices:  # registered in full with its sibling (status, provision)
+            continue
+        if chosen is not None and add_in_full is chosen[1]:
+            add_in_full(sub)
+        else:
+            sub.add_parser(name, help=help_line)
 
     doctor = sub.add_parser("doctor", help="installer self-test: one line per check")
     doctor.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -205,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(_chosen_command(words)).parse_args(words)
     return int(args.func(args))
 
 
