@@ -26,6 +26,7 @@ from gateway import __version__
 from gateway.config import Config, ConfigError, load_config
 from gateway.journald import stderr_is_journal
 from gateway.log import configure_logging, secrets_from_config
+from gateway.malloc_arenas import limit_malloc_arenas
 from gateway.service_paths import is_service_config, read_only_paths
 from gateway.start_faults import EXIT_START_FAULT, NEXT_STEP
 
@@ -36,6 +37,7 @@ log = structlog.get_logger("gateway.cli")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # first: before the daemon's threads each take an arena
     try:
         config = load_config(args.config)
     except ConfigError as exc:
