@@ -23,14 +23,20 @@ through the full edge check and is forwarded. Run from the repository root::
 
 ``--idle-only`` stops after the idle phase (start, RSS, idle CPU) for quick comparisons.
 ``--runs N`` repeats the whole measurement and reports medians (and every run in JSON).
+``--smaps N`` also prints where the resident memory after start lies: the N largest
+mappings of ``/proc/PID/smaps`` (anonymous memory, ``[heap]``, each shared library) and
+the thread count. ``--python-flags`` goes before ``-m gateway`` on the daemon's command
+line: ``--python-flags="-X importtime"`` writes every import's time into its log.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
+import shlex
 import socket
 import statistics
 import subprocess
@@ -85,6 +91,23 @@ def rss_mb(pid: int) -> float:
     return pages * PAGE / 1e6
 
 
+def smaps_mb(pid: int) -> dict[str, float]:
+    """Resident MB per mapped file (``[anon]`` for anonymous memory), largest first."""
+    by_name: collections.Counter[str] = collections.Counter()
+    name = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+            name = fields[5] if len(fields) > 5 else "[anon]"
+        elif fields[0] == "Rss:":
+            by_name[name] += int(fields[1])
+    return {key: kib / 1024 for key, kib in by_name.most_common()}
+
+
+def threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
 # --- frames -----------------------------------------------------------------------------------
 
 class Devices:
@@ -125,8 +148,10 @@ class Devices:
 class Daemon:
     """``python -m gateway run`` with a NOTIFY_SOCKET of ours, timed to READY=1."""
 
-    def __init__(self, work: Path, port: int, max_inflight: int, drain_rate: float) -> None:
+    def __init__(self, work: Path, port: int, max_inflight: int, drain_rate: float,
+                 python_flags: str = "") -> None:
         self.work = work
+        self.python_flags = shlex.split(python_flags)
         self.config = write_config(
             work, port, log='level = "warning"',
             concentrator='poll_interval_s = 0.01',
@@ -150,9 +175,10 @@ class Daemon:
                "PYTHONPATH": path}  # this checkout's code, whatever is installed
         log = (self.work / "gateway.log").open("ab")
         started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c",
-                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, cwd=self.work)
+        self.proc = subprocess.Popen([sys.executable, *self.python_flags, "-m", "gateway", "run",
+                                      "-c", str(self.config)], stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=self.work)
         log.close()
         self.notify.settimeout(1.0)
         deadline = started + 60
@@ -306,7 +332,7 @@ def one_run(args: argparse.Namespace, devices: Devices) -> dict[str, Any]:
         devices.provision(work)
         broker = MosquittoBroker(work / "broker")
         broker.start()
-        daemon = Daemon(work, broker.port, args.inflight, args.drain_rate)
+        daemon = Daemon(work, broker.port, args.inflight, args.drain_rate, args.python_flags)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sub = Subscriber(broker.port)
         try:
@@ -314,6 +340,10 @@ def one_run(args: argparse.Namespace, devices: Devices) -> dict[str, Any]:
             time.sleep(args.settle_s)
             result: dict[str, Any] = {"cold_start_s": daemon.cold_start_s,
                                       "rss_after_start_mb": rss_mb(daemon.pid)}
+            if args.smaps:
+                result["threads_after_start"] = threads(daemon.pid)
+                result["smaps_after_start_mb"] = dict(
+                    list(smaps_mb(daemon.pid).items())[:args.smaps])
             result["idle"] = idle(daemon.pid, args.idle_s)
             if args.idle_only:
                 return result
@@ -348,6 +378,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     out: dict[str, Any] = {}
     for key, value in first.items():
+        if key == "smaps_after_start_mb":  # per-run detail, its top N may differ: not a median
+            continue
         if isinstance(value, dict):
             out[key] = median_of([r[key] for r in runs])
         elif isinstance(value, (int, float)):
@@ -355,10 +387,14 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def report(m: dict[str, Any], runs: int) -> None:
+def report(m: dict[str, Any], runs: int, smaps: dict[str, float] | None = None) -> None:
     print(f"median of {runs} run(s)")
     print(f"cold start to READY=1     {m['cold_start_s']:8.2f} s")
     print(f"RSS after start           {m['rss_after_start_mb']:8.1f} MB")
+    if smaps is not None:
+        print(f"  of which (last run, {m['threads_after_start']:.0f} threads):")
+        for name, mb in smaps.items():
+            print(f"  {mb:8.1f} MB  {name}")
     print(f"idle CPU (one core)       {m['idle']['cpu_percent']:8.2f} %")
     print(f"idle context switches     {m['idle']['ctx_switches_per_s']:8.0f} /s")
     if "per_frame" not in m:  # --idle-only
@@ -384,12 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--idle-only", action="store_true",
                     help="start, measure idle, stop (no traffic phases)")
+    ap.add_argument("--smaps", type=int, default=0, metavar="N",
+                    help="print the N largest mappings of the RSS after start")
+    ap.add_argument("--python-flags", default="",
+                    help='before "-m gateway" on the daemon\'s command line, e.g. "-X importtime"')
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     devices = Devices()
     runs = [one_run(args, devices) for _ in range(args.runs)]
     medians = median_of(runs)
-    report(medians, len(runs))
+    report(medians, len(runs), runs[-1].get("smaps_after_start_mb"))
     if args.json:
         args.json.write_text(json.dumps({"median": medians, "runs": runs}, indent=2))
     return 0
