@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from chirpstack_api.gw import gw_pb2
@@ -37,16 +37,18 @@ from gateway.config_servers import DEFAULT_NAME, ServerSection
 from gateway.counters import UplinkCounters
 from gateway.downlink_path import DownlinkPath
 from gateway.stats_publisher import build_stats
-from gateway.udp_uplink_sink import UdpUplinkSink
 from gateway.uplink_sink import MqttUplinkSink
 from packet_forwarder.chirpstack import marshal
 from packet_forwarder.downlink.handler import DownlinkResult
 from packet_forwarder.downlink.status import TxStatus
 from packet_forwarder.mqtt_link import MqttLink, MqttSettings
 from packet_forwarder.routing import RouteFilter
-from packet_forwarder.semtech_udp.downlink import UdpDownlinks
-from packet_forwarder.semtech_udp.link import SemtechUdpLink, UdpSettings
 from packet_forwarder.topics import Topics
+
+if TYPE_CHECKING:  # imported in _udp, when a [[server]] speaks Semtech UDP
+    from gateway.udp_uplink_sink import UdpUplinkSink
+    from packet_forwarder.semtech_udp.downlink import UdpDownlinks
+    from packet_forwarder.semtech_udp.link import SemtechUdpLink
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +106,7 @@ async def open_serving(name: str, buffer: UplinkBuffer) -> None:
     await asyncio.create_task(serving(name, buffer.open()), name=f"open-{name}")
 
 
-_MakeBuffer = Callable[[MqttUplinkSink | UdpUplinkSink], UplinkBuffer]
+_MakeBuffer = Callable[["MqttUplinkSink | UdpUplinkSink"], UplinkBuffer]
 
 
 @dataclass
@@ -182,15 +184,15 @@ class ExtraServer:
 
     def snapshot(self) -> dict[str, Any]:
         buf = self.buffer.stats()
-        if isinstance(self.link, SemtechUdpLink):
-            link = self.link.snapshot()
-            statuses = dict(self.udp_downlinks.statuses) if self.udp_downlinks else {}
-        else:
+        if isinstance(self.link, MqttLink):
             up = self.link.connected
             link = {"protocol": "chirpstack_mqtt", "server": self.section.url,
                     "state": "up" if up else "down",
                     "down_for_s": None if up else round(time.monotonic() - self.changed_at, 1)}
             statuses = dict(self.downlink_statuses)
+        else:
+            link = self.link.snapshot()
+            statuses = dict(self.udp_downlinks.statuses) if self.udp_downlinks else {}
         return {**link, "downlinks_allowed": self.section.downlinks,
                 "downlink_statuses": statuses,
                 "backlog": buf.depth, "oldest_age_s": buf.oldest_age_s,
@@ -224,6 +226,12 @@ class ExtraServers:
     @staticmethod
     def _udp(s: ServerSection, make: _MakeBuffer, gateway_id: str, downlink: DownlinkPath,
              power: int) -> ExtraServer:
+        # Here, not at the top: a daemon without a Semtech UDP server never needs them,
+        # and every module it imports stays in its memory.
+        from gateway.udp_uplink_sink import UdpUplinkSink
+        from packet_forwarder.semtech_udp.downlink import UdpDownlinks
+        from packet_forwarder.semtech_udp.link import SemtechUdpLink, UdpSettings
+
         link = SemtechUdpLink(UdpSettings.from_url(s.url, keepalive_s=s.keepalive_s),
                               bytes.fromhex(gateway_id), name=s.name)
         sink = UdpUplinkSink(link)
@@ -300,8 +308,8 @@ class ExtraServers:
             name = server.section.name
             server.tasks.append(asyncio.create_task(serving(name, server.link.run()),
                                                     name=f"server-{name}"))
-            stats = (self._udp_stats(server) if isinstance(server.link, SemtechUdpLink)
-                     else self._mqtt_stats(server))
+            stats = (self._mqtt_stats(server) if isinstance(server.link, MqttLink)
+                     else self._udp_stats(server))
             server.tasks.append(asyncio.create_task(serving(name, stats), name=f"stat-{name}"))
 
     async def close(self) -> None:
@@ -342,7 +350,7 @@ class ExtraServers:
     async def _udp_stats(self, server: ExtraServer) -> None:
         """PUSH_DATA ``stat`` (§4) describing this server's own traffic, sent unacknowledged."""
         link = server.link
-        assert isinstance(link, SemtechUdpLink)
+        assert not isinstance(link, MqttLink)
         while True:
             await asyncio.sleep(server.section.stats_interval_s)
             buf = server.buffer.stats()

@@ -30,6 +30,9 @@ NOT_AT_RUN = (
     "gateway.keys_cli", "gateway.ops_cli", "gateway.firmware_cli", "gateway.firmware_install",
     "gateway.provision", "gateway.doctor", "gateway.survey", "gateway.demo",
     "hal.doctor_checks", "ctypes.util", "importlib.resources", "zipfile", "tarfile",
+    # only with a [[server]] that speaks Semtech UDP (this configuration has none)
+    "gateway.udp_uplink_sink", "packet_forwarder.semtech_udp.link",
+    "packet_forwarder.semtech_udp.downlink",
 )
 
 # The daemon's own ``run``, plus a SIGUSR1 handler that writes sys.modules to a file.
