@@ -170,7 +170,7 @@ def _add_firmware(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 _LAZY_COMMANDS: dict[str, tuple[str, Callable[[argparse._SubParsersAction[
     argparse.ArgumentParser]], None]]] = {
     # name: (the line --help shows, what registers it in full: imported only when chosen).
-    # tests/test_cli_lazy.py checks each line against the one its module registers.
+    # tests/test_run_imports.py checks each line against the one its module registers.
     "keys": ("manage device keys held at the edge", _add_keys),
     "status": ("state of the running gateway (local socket)", _add_ops),
     "provision": ("create the gateway's TLS private key and a CSR", _add_ops),
