@@ -58,7 +58,7 @@ class ClassBCounters:
 
 
 class ClassB:
-    """Polled from the radio thread with the current counter value."""
+    """Polled from the radio thread: the receiver every few polls, beacons on a new GPS second."""
 
     def __init__(self, reader: GpsReader, handler: DownlinkHandler,
                  beacons: BeaconScheduler | None = None) -> None:
@@ -71,6 +71,17 @@ class ClassB:
         self._beacon_syncs = -1
 
     def service(self, now_count_us: int) -> None:
+        """Read the receiver and, on a new GPS second, queue the beacons due."""
+        if self.poll_receiver():
+            self.queue_beacons(now_count_us)
+
+    def poll_receiver(self) -> bool:
+        """Read what the receiver sent (no SPI unless a time message needs its PPS latch).
+
+        Returns whether beacons should be looked at now: locked, beacons on, and a new
+        GPS second paired since they last were. Only then does the caller need to read
+        the counter for :meth:`queue_beacons`, so an idle poll stays one register read.
+        """
         try:
             self.reader.poll()
         except OSError as exc:
@@ -85,16 +96,21 @@ class ClassB:
                 log.info("gps_locked", syncs=self.reader.status.syncs)
             else:
                 log.warning("gps_lost", hint="class B downlinks are refused GPS_UNLOCKED")
-        syncs = self.reader.status.syncs
-        if locked and self.beacons is not None and syncs != self._beacon_syncs:
-            # once per new GPS second, not every poll: beacons are queued 128 s ahead
-            self._beacon_syncs = syncs
-            for status in self.beacons.poll(now_count_us, self._time):
-                if status is TxStatus.OK:
-                    self.counters.beacons_queued += 1
-                else:
-                    self.counters.beacons_refused[status.name] += 1
-                    log.warning("beacon_refused", status=status.name)
+        return (locked and self.beacons is not None
+                and self.reader.status.syncs != self._beacon_syncs)
+
+    def queue_beacons(self, now_count_us: int) -> None:
+        """Queue the beacons due around ``now_count_us``: once per new GPS second, not
+        every poll (beacons are queued 128 s ahead)."""
+        if self.beacons is None:
+            return
+        self._beacon_syncs = self.reader.status.syncs
+        for status in self.beacons.poll(now_count_us, self._time):
+            if status is TxStatus.OK:
+                self.counters.beacons_queued += 1
+            else:
+                self.counters.beacons_refused[status.name] += 1
+                log.warning("beacon_refused", status=status.name)
 
     def gps_time_at(self, count_us: int) -> int | None:
         """GPS time (µs since the GPS epoch) at a counter value; None without lock."""

@@ -83,6 +83,8 @@ class Sx1302Spi:
         if size < 1:
             raise ValueError("burst of zero length")
         _check_address(address, 1 if fifo else size)
+        if size <= self.chunk:  # one transaction: every read but a large FIFO fetch
+            return self._read_chunk(address, size)
         out = bytearray()
         addr = address
         while len(out) < size:

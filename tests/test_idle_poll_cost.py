@@ -4,7 +4,8 @@ The idle gateway polls 100 times a second; each SPI read it skips is CPU saved. 
 tests pin the savings *and* the guarantees they must keep: the 27-bit counter is still
 extended across chip wraps by ``receive()`` alone, and the downlink path still reads the
 counter at every poll while a packet is queued, at once in a new session, and at least
-every ``COUNTER_REFRESH_S`` otherwise.
+every ``COUNTER_REFRESH_S`` otherwise; class B reads the GPS every ``GPS_POLL_S`` and adds a
+counter read only for a new GPS second (its beacons).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.config import load_config
-from gateway.downlink_path import COUNTER_REFRESH_S, DownlinkPath, PlanStore, StartPlan
+from gateway.downlink_path import (
+    COUNTER_REFRESH_S,
+    GPS_POLL_S,
+    DownlinkPath,
+    PlanStore,
+    StartPlan,
+)
 from gateway.radio_loop import RadioSession
 from hal.backends.emulated import open_emulated
 from hal.sx1302 import COUNTER_WRAP_S, IDLE_COUNTER_READ_S
@@ -64,11 +71,20 @@ class CountingConcentrator:
 
 
 class ClassBStub:
+    """Says a new GPS second was paired when ``synced`` is set; records the beacon counts."""
+
     def __init__(self) -> None:
+        self.polls = 0
+        self.synced = False
         self.counts: list[int] = []
 
-    def service(self, count_us: int) -> None:
+    def poll_receiver(self) -> bool:
+        self.polls += 1
+        return self.synced
+
+    def queue_beacons(self, count_us: int) -> None:
         self.counts.append(count_us)
+        self.synced = False
 
 
 def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> None:
@@ -100,7 +116,18 @@ def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> Non
     assert conc.reads == 3
     class_b = ClassBStub()
     path.class_b = class_b  # type: ignore[assignment]
+    reads = conc.reads
+    for _ in range(20):  # 10 ms polls over 200 ms, no new GPS second
+        clock.t += 0.01
+        path.service_radio()
+    # the receiver every GPS_POLL_S only, and class B alone adds no counter reads: what is
+    # read is the COUNTER_REFRESH_S refresh (it was 20 and 20 when both came every poll)
+    assert 0.2 / GPS_POLL_S - 1 <= class_b.polls <= 0.2 / GPS_POLL_S + 1
+    assert conc.reads - reads <= 0.2 / COUNTER_REFRESH_S + 1
+    assert class_b.counts == []
+    reads = conc.reads
+    class_b.synced = True  # a new GPS second: beacons are queued against a fresh reading
+    clock.t += GPS_POLL_S
     path.service_radio()
-    path.service_radio()
-    assert conc.reads == 5  # class B (beacons) sees every poll
-    assert class_b.counts == [1_000_004, 1_000_005]
+    assert conc.reads - reads == 1
+    assert class_b.counts == [1_000_000 + conc.reads]

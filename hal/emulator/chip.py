@@ -208,9 +208,20 @@ class Sx1302Emulator:
             return bytes(len(data))
         if address == RX_FIFO_ADDR:
             values = self._pop_fifo(count)
+        elif address >= TIMESTAMP_BLOCK and address + count <= TIMESTAMP_BLOCK + 8:
+            # the driver's two hottest reads (the counters, the RX byte count) answered
+            # whole: byte by byte they were most of an idle poll's emulated cost
+            offset = address - TIMESTAMP_BLOCK
+            values = self._timestamp_block(now)[offset:offset + count]
+        elif address == RX_NB_BYTES_MSB and count == 2:
+            values = bytes(((len(self._fifo) >> 8) & 0x1F, len(self._fifo) & 0xFF))
         else:
             values = bytes(self._read_byte(address + i, now) for i in range(count))
         return bytes(4) + values
+
+    def _timestamp_block(self, now: int) -> bytes:
+        """PPS-latched then free-running counter, big-endian, as the block reads."""
+        return self._pps_ticks.to_bytes(4, "big") + (now % COUNTER_TICKS).to_bytes(4, "big")
 
     def _pop_fifo(self, count: int) -> bytes:
         out = bytes(self._fifo[:count])
@@ -221,8 +232,7 @@ class Sx1302Emulator:
         if address >= MEMORY_SIZE:
             return 0
         if TIMESTAMP_BLOCK <= address < TIMESTAMP_BLOCK + 8:
-            block = self._pps_ticks.to_bytes(4, "big") + (now % COUNTER_TICKS).to_bytes(4, "big")
-            return block[address - TIMESTAMP_BLOCK]
+            return self._timestamp_block(now)[address - TIMESTAMP_BLOCK]
         if address == RX_NB_BYTES_MSB:
             return (len(self._fifo) >> 8) & 0x1F
         if address == RX_NB_BYTES_MSB + 1:
