@@ -198,24 +198,26 @@ class Sx1302Emulator:
         if data[0] != MUX_SX1302 or len(data) < 3:
             return bytes(len(data))
         address = ((data[1] & 0x7F) << 8) | data[2]
-        now = self.ticks()
         if data[1] & WRITE_FLAG:
+            now = self.ticks()
             for i, value in enumerate(data[3:]):
                 self._write_byte(address + i, value, now)
             return bytes(len(data))
         count = len(data) - 4
         if count <= 0:
             return bytes(len(data))
-        if address == RX_FIFO_ADDR:
+        # the driver's hottest reads (the RX byte count at every poll, the FIFO, the
+        # counters) answered whole, without the clock where it plays no part
+        if address == RX_NB_BYTES_MSB and count == 2:
+            waiting = len(self._fifo)
+            values = bytes(((waiting >> 8) & 0x1F, waiting & 0xFF))
+        elif address == RX_FIFO_ADDR:
             values = self._pop_fifo(count)
         elif address >= TIMESTAMP_BLOCK and address + count <= TIMESTAMP_BLOCK + 8:
-            # the driver's two hottest reads (the counters, the RX byte count) answered
-            # whole: byte by byte they were most of an idle poll's emulated cost
             offset = address - TIMESTAMP_BLOCK
-            values = self._timestamp_block(now)[offset:offset + count]
-        elif address == RX_NB_BYTES_MSB and count == 2:
-            values = bytes(((len(self._fifo) >> 8) & 0x1F, len(self._fifo) & 0xFF))
+            values = self._timestamp_block(self.ticks())[offset:offset + count]
         else:
+            now = self.ticks()
             values = bytes(self._read_byte(address + i, now) for i in range(count))
         return bytes(4) + values
 
