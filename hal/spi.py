@@ -11,6 +11,7 @@ except for the RX FIFO, which is read at the same address every time.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -77,6 +78,27 @@ class Sx1302Spi:
         header = bytes((MUX_SX1302, address >> 8, address & 0xFF, 0))
         reply = self._xfer(header + bytes(size))
         return reply[len(header):]
+
+    def prepared_read(self, address: int, size: int) -> Callable[[], bytes]:
+        """A one-transaction read of ``size`` bytes at ``address``, framed once.
+
+        For the register an idle gateway reads at every 10 ms poll (the RX fill level):
+        after a 10 ms sleep every Python call runs on cold caches, and re-framing and
+        re-checking the same read through ``burst_read`` cost more than the read.
+        """
+        _check_address(address, size)
+        if not 1 <= size <= self.chunk:
+            raise ValueError(f"a prepared read is one transaction of 1..{self.chunk} bytes")
+        frame = bytes((MUX_SX1302, address >> 8, address & 0xFF, 0)) + bytes(size)
+        transfer = self.transport.transfer
+
+        def read() -> bytes:
+            reply = transfer(frame)
+            if len(reply) != len(frame):
+                raise SpiTransferError(f"sent {len(frame)} bytes, got {len(reply)} back")
+            return reply[4:]
+
+        return read
 
     def burst_read(self, address: int, size: int, *, fifo: bool = False) -> bytes:
         """``size`` bytes from ``address`` in chunks; ``fifo`` keeps the address fixed."""

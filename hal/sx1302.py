@@ -89,6 +89,7 @@ class Sx1302Concentrator:
                  sx1261_patch: bytes | None = None) -> None:
         self._transport = spi
         self._spi = Sx1302Spi(spi)
+        self._read_rx_fill = self._spi.prepared_read(RX_NB_BYTES_MSB, 2)
         self._regs = Registers(self._spi)
         self._lines = lines if lines is not None else BoardLines(reset=reset, power=power)
         self.board = board if board is not None else get_board("corecell")
@@ -192,7 +193,7 @@ class Sx1302Concentrator:
 
     def _bytes_waiting(self) -> int:
         """The RX buffer fill level (13 bits of a 2-byte register)."""
-        raw = self._spi.burst_read(RX_NB_BYTES_MSB, 2)
+        raw = self._read_rx_fill()
         return ((raw[0] & 0x1F) << 8) | raw[1]
 
     def receive(self) -> list[RxPacket]:

@@ -74,6 +74,8 @@ RF_EN = (0x5783, 0x5784)  # bit 3 radio reset (active low), bit 2 radio enable
 TX_FSM_STATUS_OFFSET = 17
 OTP_ADDR, OTP_DATA = 0x6180, 0x6181
 COMMON_GEN = 0x5605
+_RX_FILL_READ = bytes((MUX_SX1302, RX_NB_BYTES_MSB >> 8, RX_NB_BYTES_MSB & 0xFF, 0, 0, 0))
+"""The read of the RX fill level the driver makes at every poll, as it comes over SPI."""
 
 _READ_ONLY = frozenset(
     f.address for f in FIELDS.values()
@@ -181,6 +183,11 @@ class Sx1302Emulator:
 
     # --- SPI -----------------------------------------------------------------------------------
     def transfer(self, data: bytes) -> bytes:
+        if data == _RX_FILL_READ and self.transcript is None and not self.no_answer:
+            # the idle poll's read, 100 times a second: one len() of the FIFO, atomic under
+            # the GIL, answers it; the lock and the general path cost more than the read
+            waiting = len(self._fifo)
+            return bytes((0, 0, 0, 0, (waiting >> 8) & 0x1F, waiting & 0xFF))
         with self._lock:
             reply = bytes(len(data)) if self.no_answer else self._transfer(bytes(data))
             if self.transcript is not None:
