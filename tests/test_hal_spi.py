@@ -50,6 +50,28 @@ def test_burst_read_has_one_dummy_byte_then_data() -> None:
     assert t.frames == [bytes((0x00, 0x61, 0x01, 0x00)) + bytes(8)]
 
 
+def test_a_prepared_read_sends_the_burst_read_frame_each_call() -> None:
+    t = ScriptedTransport(lambda f: bytes(4) + bytes((0x01, 0x2C)))
+    read = Sx1302Spi(t).prepared_read(0x58C8, 2)
+    assert t.frames == []  # framing it sends nothing
+    assert read() == read() == bytes((0x01, 0x2C))
+    t2 = ScriptedTransport(lambda f: bytes(4) + bytes((0x01, 0x2C)))
+    assert Sx1302Spi(t2).burst_read(0x58C8, 2) == bytes((0x01, 0x2C))
+    assert t.frames == t2.frames * 2
+
+
+@pytest.mark.parametrize(("address", "size"), [(0x7FFF, 2), (0x10, 0), (0x10, BURST_CHUNK + 1)])
+def test_a_prepared_read_outside_one_transaction_is_refused(address: int, size: int) -> None:
+    with pytest.raises(ValueError):
+        Sx1302Spi(ScriptedTransport()).prepared_read(address, size)
+
+
+def test_a_short_reply_to_a_prepared_read_is_a_transfer_error() -> None:
+    read = Sx1302Spi(ScriptedTransport(lambda f: f[:-1])).prepared_read(0x58C8, 2)
+    with pytest.raises(SpiTransferError):
+        read()
+
+
 def test_burst_read_chunks_advance_the_address() -> None:
     t = ScriptedTransport()
     Sx1302Spi(t).burst_read(0x0000, 2 * BURST_CHUNK + 10)
