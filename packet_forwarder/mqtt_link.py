@@ -186,6 +186,8 @@ class _Session:
     so a reused number of someone else's socket is never touched."""
     last_error: str = ""
     """paho's last error log line (e.g. the TLS alert that closed the socket)."""
+    write_due: bool = False
+    """A write pass is scheduled for the end of this loop turn (see ``_on_register_write``)."""
 
 
 class MqttLink:
@@ -474,9 +476,26 @@ class MqttLink:
             return None
         return session
 
-    def _on_register_write(self, client: mqtt.Client, _userdata: object, sock: Any) -> None:
+    def _on_register_write(self, _client: mqtt.Client, _userdata: object, sock: Any) -> None:
+        """paho has bytes to send: write them at the end of this loop turn.
+
+        A socket with room in its send buffer is writable already, so watching it
+        for that would cost two ``epoll_ctl`` calls and an extra loop turn per
+        publish. Publishes made in the same turn go out in one write pass; the
+        socket is watched only when that pass leaves bytes behind (buffer full).
+        """
         session = self._watched(sock)
-        if session is not None and self._loop is not None:
+        if session is not None and self._loop is not None and not session.write_due:
+            session.write_due = True
+            self._loop.call_soon(self._write_due, session)
+
+    def _write_due(self, session: _Session) -> None:
+        session.write_due = False
+        if not session.watched:
+            return
+        client = session.client
+        client.loop_write()
+        if session.watched and client.want_write() and self._loop is not None:
             self._loop.add_writer(session.fd, client.loop_write)
 
     def _on_unregister_write(self, _client: mqtt.Client, _userdata: object, sock: Any) -> None:
@@ -503,8 +522,8 @@ class MqttLink:
     # ----- paho callbacks (loop thread) -------------------------------------------
 
     def _on_log(self, _client: mqtt.Client, _userdata: object, level: int, buf: str) -> None:
-        """Keep paho's error lines: the only place a TLS alert that closed the socket
-        (e.g. a client certificate the broker rejected) is told."""
+        """Keep paho's error lines until CONNACK: the only place a TLS alert that closed
+        the socket (e.g. a client certificate the broker rejected) is told."""
         session = self._session
         if session is not None and level == mqtt.MQTT_LOG_ERR:
             session.last_error = buf
@@ -517,6 +536,10 @@ class MqttLink:
         if reason.is_failure:
             session.connack.set_result(str(reason))
             return
+        # paho formats a log line for every packet while ``on_log`` is set (two per
+        # uplink: PUBLISH out, PUBACK in); its error lines only explain a connect that
+        # fails before CONNACK, so stop listening once the broker has accepted.
+        client.on_log = None
         client.subscribe(self._topics.command_filter(), qos=1)
         self._connected = session.accepted = True
         self._up_since = time.monotonic()

@@ -133,6 +133,9 @@ class InjectServer:
         self._max_pending = max_pending
         self._pending: deque[InjectRequest] = deque()
         self._sock: socket.socket | None = None
+        self._buffer = bytearray(MAX_DATAGRAM)
+        """Datagrams are read into this one buffer: ``recv(MAX_DATAGRAM)`` would allocate
+        (and shrink) 64 KiB for every ~150-byte packet description."""
         self._reading = False
         self.accepted = 0
         self.rejected: dict[str, int] = {}
@@ -162,12 +165,20 @@ class InjectServer:
 
     def _readable(self) -> None:
         while self._sock is not None and len(self._pending) < self._max_pending:
-            try:
-                data = self._sock.recv(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
+            data = self._recv()
+            if data is None:
                 break
             self._datagram(data)
         self.resume()
+
+    def _recv(self) -> bytes | None:
+        """The next queued datagram, None when there is none."""
+        assert self._sock is not None
+        try:
+            size = self._sock.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return None
+        return bytes(memoryview(self._buffer)[:size])
 
     def _datagram(self, data: bytes) -> None:
         try:
@@ -192,9 +203,8 @@ class InjectServer:
         """Read every datagram already queued on the socket (for a clean stop)."""
         self._set_reading(False)
         while self._sock is not None:
-            try:
-                data = self._sock.recv(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
+            data = self._recv()
+            if data is None:
                 break
             self._datagram(data)
 
