@@ -52,6 +52,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.reasoncodes import ReasonCode
 
 from packet_forwarder.chirpstack import PROTOBUF, conn_state, marshal
+from packet_forwarder.mqtt_client import ChunkedClient
 from packet_forwarder.mqtt_tls import TlsFilesError, tls_context
 from packet_forwarder.topics import Topics
 
@@ -173,7 +174,7 @@ def _classify(exc: OSError, tls: bool, where: str) -> _ConnectFailed:
 class _Session:
     """One TCP connection: its paho client and the futures that mark its phases."""
 
-    client: mqtt.Client
+    client: ChunkedClient
     sock: Any
     connack: asyncio.Future[str | None]
     """None when accepted, else the broker's reason for refusing."""
@@ -351,10 +352,10 @@ class MqttLink:
         finally:
             self._detach(session)
 
-    def _new_client(self) -> mqtt.Client:
+    def _new_client(self) -> ChunkedClient:
         s = self._settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(
+        client = ChunkedClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id or self._topics.gateway_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -463,11 +464,13 @@ class MqttLink:
     def _on_readable(self, session: _Session) -> None:
         if not session.watched:
             return
-        session.client.loop_read()
+        client = session.client
+        client.loop_read()
         sock = session.sock
-        # TLS may hold decrypted bytes that select() cannot see: read them now.
-        if (session.watched and self._loop is not None and isinstance(sock, ssl.SSLSocket)
-                and sock.pending()):
+        # Bytes already read (our chunk, or TLS's decrypted record) that select() cannot
+        # see: read them now.
+        if session.watched and self._loop is not None and (
+                client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())):
             self._loop.call_soon(self._on_readable, session)
 
     def _watched(self, sock: Any) -> _Session | None:
