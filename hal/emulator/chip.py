@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 import time
 from collections.abc import Callable
 
@@ -76,6 +77,12 @@ OTP_ADDR, OTP_DATA = 0x6180, 0x6181
 COMMON_GEN = 0x5605
 _RX_FILL_READ = bytes((MUX_SX1302, RX_NB_BYTES_MSB >> 8, RX_NB_BYTES_MSB & 0xFF, 0, 0, 0))
 """The read of the RX fill level the driver makes at every poll, as it comes over SPI."""
+
+_COMPUTED = tuple(sorted({*range(TIMESTAMP_BLOCK, TIMESTAMP_BLOCK + 8), RX_NB_BYTES_MSB,
+                          RX_NB_BYTES_MSB + 1, OTP_DATA,
+                          *(base + TX_FSM_STATUS_OFFSET for base in TX_BASE)}))
+"""Addresses whose read value is computed (counters, fill level, OTP, TX state); every
+other address reads straight from the register file."""
 
 _READ_ONLY = frozenset(
     f.address for f in FIELDS.values()
@@ -224,9 +231,16 @@ class Sx1302Emulator:
             offset = address - TIMESTAMP_BLOCK
             values = self._timestamp_block(self.ticks())[offset:offset + count]
         else:
-            now = self.ticks()
-            values = bytes(self._read_byte(address + i, now) for i in range(count))
+            values = self._read_bytes(address, count, self.ticks())
         return bytes(4) + values
+
+    def _read_bytes(self, address: int, count: int, now: int) -> bytes:
+        """A burst read: one slice of the register file unless it covers computed bytes."""
+        end = address + count
+        first = bisect_left(_COMPUTED, address)
+        if end <= MEMORY_SIZE and (first == len(_COMPUTED) or _COMPUTED[first] >= end):
+            return bytes(self._mem[address:end])
+        return bytes(self._read_byte(a, now) for a in range(address, end))
 
     def _timestamp_block(self, now: int) -> bytes:
         """PPS-latched then free-running counter, big-endian, as the block reads."""
