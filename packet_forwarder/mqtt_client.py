@@ -50,6 +50,6 @@ class ChunkedClient(mqtt.Client):
                 self._chunk, self._chunk_pos = b"", 0
                 return data
             self._chunk, pos = data, 0
-        end = pos + bufsize
+        end = min(pos + bufsize, len(self._chunk))  # a short read, as a socket's may be
         self._chunk_pos = end
         return self._chunk[pos:end]

@@ -141,3 +141,20 @@ def test_read_only_registers_ignore_writes() -> None:
     spi = Sx1302Spi(Sx1302Emulator())
     spi.write(0x5606, 0x99)
     assert spi.read(0x5606) == 0x10
+
+
+def test_burst_reads_agree_with_byte_reads_across_computed_registers() -> None:
+    """A burst is served as one slice of the register file when it can be: across the
+    counter block, the RX fill level and ordinary registers it must still read what
+    reading each byte on its own reads."""
+    clock = FakeClock(50.0)
+    conc, emu = open_emulated(clock=clock)
+    conc.start(EU868_DEFAULT_PLAN)
+    emu.inject(bytes(20), frequency_hz=868_100_000, sf=7, bw_hz=125_000, rssi_dbm=-60.0,
+               snr_db=5.0)
+    spi = Sx1302Spi(emu)
+    for address, size in ((0x6100, 16), (0x6103, 3), (0x58C0, 16), (0x5600, 32), (0, 64)):
+        burst = spi.burst_read(address, size)
+        assert burst == bytes(spi.read(address + i) for i in range(size)), hex(address)
+    assert spi.burst_read(0x6101, 8)[4:] == spi.burst_read(0x6105, 4)  # the counter
+    assert spi.burst_read(0x58C8, 2) != bytes(2)  # the fill level: the record injected

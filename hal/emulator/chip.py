@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_left
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 
 import structlog
