@@ -327,3 +327,31 @@ def test_publishing_from_inside_on_result_works(broker: MosquittoBroker) -> None
 
     run(scenario())
 
+
+
+def test_a_burst_bigger_than_the_socket_buffer_goes_out_whole_and_in_order(
+        broker: MosquittoBroker) -> None:
+    """Publishes of one loop turn are written at the end of the turn; what the socket
+    cannot take then waits for it to be writable. Nothing is lost or reordered."""
+    sub = Subscriber(broker.port, TOPICS.event("up"))
+
+    async def scenario() -> None:
+        h = Harness(settings(broker.url, max_inflight=300))
+        await h.start()
+        session = h.link._session
+        assert session is not None
+        assert session.client.on_log is None  # paho formats no line per packet once up
+        results: list[bool] = []
+        payloads = [bytes([i % 256]) * 30_000 for i in range(300)]  # ~9 MB in one turn
+        for p in payloads:
+            assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
+        await until(lambda: len(results) == 300, "300 acks")
+        assert results == [True] * 300
+        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= 300))
+        assert [m.payload for m in got] == payloads
+        await h.stop()
+
+    try:
+        run(scenario())
+    finally:
+        sub.close()
