@@ -158,3 +158,19 @@ def test_burst_reads_agree_with_byte_reads_across_computed_registers() -> None:
         assert burst == bytes(spi.read(address + i) for i in range(size)), hex(address)
     assert spi.burst_read(0x6101, 8)[4:] == spi.burst_read(0x6105, 4)  # the counter
     assert spi.burst_read(0x58C8, 2) != bytes(2)  # the fill level: the record injected
+
+
+def test_a_register_write_changes_which_chain_hears_at_once(
+        radio: tuple[Sx1302Concentrator, Sx1302Emulator, FakeClock]) -> None:
+    """The chain that hears a (frequency, SF, bandwidth) is remembered between frames,
+    but never across a register write: disabling the multi-SF chains silences them."""
+    _, emu, _ = radio
+    kw = dict(frequency_hz=868_100_000, sf=7, bw_hz=125_000, rssi_dbm=-60.0, snr_db=5.0)
+    spi = Sx1302Spi(emu)
+    enabled = spi.read(0x5821)
+    assert emu.inject(bytes(10), **kw) is not None  # type: ignore[arg-type]
+    assert emu.inject(bytes(10), **kw) is not None  # type: ignore[arg-type]
+    spi.write(0x5821, 0)
+    assert emu.inject(bytes(10), **kw) is None  # type: ignore[arg-type]
+    spi.write(0x5821, enabled)
+    assert emu.inject(bytes(10), **kw) is not None  # type: ignore[arg-type]

@@ -111,6 +111,11 @@ class Sx1302Emulator:
             self._mem[address] = value
         for address, value in CHIP_RESET_OVERRIDES.items():
             self._mem[address] = value
+        self._config_gen = 0
+        """Bumped by every register write and radio command: what a cached chain match
+        was computed from may have changed."""
+        self._chain_cache: dict[tuple[int, int, int], tuple[int, float] | None] = {}
+        self._chain_cache_gen = -1
         self._otp = bytearray(OTP_SIZE)
         self._otp[0:8] = eui
         self._otp[OTP_MODEL_ID] = model_id
@@ -208,11 +213,13 @@ class Sx1302Emulator:
         if not data:
             return b""
         if data[0] in (MUX_RADIO_A, MUX_RADIO_B):
+            self._config_gen += 1
             return self.radios[data[0] - MUX_RADIO_A].transfer(data)
         if data[0] != MUX_SX1302 or len(data) < 3:
             return bytes(len(data))
         address = ((data[1] & 0x7F) << 8) | data[2]
         if data[1] & WRITE_FLAG:
+            self._config_gen += 1
             now = self.ticks()
             for i, value in enumerate(data[3:]):
                 self._write_byte(address + i, value, now)
@@ -375,7 +382,23 @@ class Sx1302Emulator:
         return False  # FSK frames go through inject_fsk
 
     def _match_chain(self, frequency_hz: int, sf: int, bw_hz: int) -> tuple[int, float] | None:
-        """The IF chain that would demodulate this frame, and that chain's frequency."""
+        """The IF chain that would demodulate this frame, and that chain's frequency.
+
+        Remembered per (frequency, SF, bandwidth) until the next register write or radio
+        command: a flood of injected frames would otherwise walk every chain's registers
+        for each one."""
+        if self._chain_cache_gen != self._config_gen:
+            self._chain_cache.clear()
+            self._chain_cache_gen = self._config_gen
+        key = (frequency_hz, sf, bw_hz)
+        if key in self._chain_cache:
+            return self._chain_cache[key]
+        match = self._find_chain(frequency_hz, sf, bw_hz)
+        if len(self._chain_cache) < 256:
+            self._chain_cache[key] = match
+        return match
+
+    def _find_chain(self, frequency_hz: int, sf: int, bw_hz: int) -> tuple[int, float] | None:
         for index, address, radio in self._chains():
             centre = self.radios[radio].centre_hz
             if centre is None or not self._listens(index, sf, bw_hz):
@@ -420,13 +443,13 @@ class Sx1302Emulator:
                 if not crc_ok:  # no fine time for a corrupted frame
                     metrics = b""
                     self.fine.true_fine_ns.pop()
+            correction = self._rssi_correction_db()
             record = encode_record(RecordFields(
                 payload=bytes(payload), if_chain=index, spreading_factor=sf,
                 coding_rate=CR_CODES[cr], modem_id=self._modem_for(index, sf),
                 timestamp_ticks=stamp, ts_metrics=metrics, timing_set=bool(metrics),
-                rssi_raw=round(rssi_dbm - self._rssi_correction_db()),
-                rssi_sig_raw=round(signal_rssi_dbm(rssi_dbm, snr_db)
-                                   - self._rssi_correction_db()),
+                rssi_raw=round(rssi_dbm - correction),
+                rssi_sig_raw=round(signal_rssi_dbm(rssi_dbm, snr_db) - correction),
                 snr_raw=round(snr_db * 4), crc_ok=crc_ok,
                 freq_offset_raw=round((frequency_hz - channel)
                                       / (FREQ_OFFSET_LSB_125K_HZ * bw_hz / 125_000)),
