@@ -40,11 +40,6 @@ Received = list[tuple[RxPacket, bytes]]
 
 CLOCK_CHECK_INTERVAL_S = 10.0
 ERROR_BACKOFF_S = 1.0
-BUSY_BATCH = 16
-"""A poll that fetched this many packets is followed by the next one after a quarter
-interval: the RX buffer was filling faster than the cadence empties it. (sx1302_hal
-fetches at most 16 packets per ``lgw_receive``, and Semtech's packet forwarder calls it
-again at once whenever packets came.) Quieter polls keep the cadence."""
 LOOP_TICK_S = 1.0
 """``after_poll`` runs on the loop at least this often even when nothing is received."""
 PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
@@ -151,15 +146,16 @@ class RadioLoop:
         if self._on_alive is not None:
             self._on_alive()
         loop = self._loop
-        if loop is not None:
-            if received:
-                loop.call_soon_threadsafe(self._deliver, received)
-            elif self._after_poll is not None:
-                now = time.monotonic()
-                if now - self._last_tick >= LOOP_TICK_S:
-                    self._last_tick = now
-                    loop.call_soon_threadsafe(self._after_poll)
-        return self._poll_interval_s / 4 if len(received) >= BUSY_BATCH else None
+        if loop is None:
+            return None
+        if received:
+            loop.call_soon_threadsafe(self._deliver, received)
+        elif self._after_poll is not None:
+            now = time.monotonic()
+            if now - self._last_tick >= LOOP_TICK_S:
+                self._last_tick = now
+                loop.call_soon_threadsafe(self._after_poll)
+        return None
 
     def _deliver(self, received: Received) -> None:
         """Event loop: submit one batch in arrival order."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.counters import UplinkCounters
-from gateway.radio_loop import BUSY_BATCH, RadioLoop, RadioSession
+from gateway.radio_loop import RadioLoop, RadioSession
 from gateway.radio_thread import RadioThread
 from hal.errors import HalError
 from hal.types import CrcStatus, Modulation, RxPacket
@@ -203,24 +203,5 @@ async def _bug_ends_run() -> None:
     try:
         with pytest.raises(ValueError, match="not a HalError"):
             await asyncio.wait_for(rl.run(), 10)
-    finally:
-        radio.shutdown()
-
-
-def test_a_full_batch_brings_the_next_poll_forward_and_a_small_one_keeps_the_cadence() -> None:
-    """The RX buffer filling faster than the cadence empties it: the next poll comes
-    after a quarter interval. A few packets, or none, keep the configured cadence."""
-    chip = FakeChip()
-    radio = RadioThread()
-    try:
-        rl = RadioLoop(chip, radio, lambda *a, **k: 0,  # type: ignore[arg-type]
-                       gateway_id="0016c001ff10a235", session=RadioSession(),
-                       poll_interval_s=0.01, forward_crc_error=False,
-                       counters=UplinkCounters())
-        chip.batches = [[packet(n) for n in range(BUSY_BATCH)],
-                         [packet(n) for n in range(BUSY_BATCH - 1)]]
-        assert rl._poll_thread() == pytest.approx(0.0025)
-        assert rl._poll_thread() is None
-        assert rl._poll_thread() is None  # empty
     finally:
         radio.shutdown()
