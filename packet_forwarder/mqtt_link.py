@@ -189,6 +189,8 @@ class _Session:
     """paho's last error log line (e.g. the TLS alert that closed the socket)."""
     write_due: bool = False
     """A write pass is scheduled for the end of this loop turn (see ``_on_register_write``)."""
+    writer_watched: bool = False
+    """The socket is watched for writability (a write pass left bytes behind)."""
 
 
 class MqttLink:
@@ -399,7 +401,7 @@ class MqttLink:
         session.watched = True
         loop.add_reader(session.fd, self._on_readable, session)
         if client.want_write():
-            loop.add_writer(session.fd, client.loop_write)
+            self._watch_writable(session)
         session.misc = loop.create_task(self._misc_loop(client), name="mqtt-misc")
 
     async def _wait_connack(self, session: _Session, tls: bool) -> None:
@@ -498,12 +500,18 @@ class MqttLink:
             return
         client = session.client
         client.loop_write()
-        if session.watched and client.want_write() and self._loop is not None:
-            self._loop.add_writer(session.fd, client.loop_write)
+        if session.watched and client.want_write():
+            self._watch_writable(session)
+
+    def _watch_writable(self, session: _Session) -> None:
+        if self._loop is not None and not session.writer_watched:
+            session.writer_watched = True
+            self._loop.add_writer(session.fd, session.client.loop_write)
 
     def _on_unregister_write(self, _client: mqtt.Client, _userdata: object, sock: Any) -> None:
         session = self._watched(sock)
-        if session is not None and self._loop is not None:
+        if session is not None and self._loop is not None and session.writer_watched:
+            session.writer_watched = False
             self._loop.remove_writer(session.fd)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: object, sock: Any) -> None:
@@ -518,7 +526,7 @@ class MqttLink:
 
     def _unwatch(self, session: _Session) -> None:
         if session.watched and self._loop is not None:
-            session.watched = False
+            session.watched = session.writer_watched = False
             self._loop.remove_reader(session.fd)
             self._loop.remove_writer(session.fd)
 
