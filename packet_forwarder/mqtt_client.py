@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 __all__ = ["CHUNK", "ChunkedClient"]
 
@@ -31,6 +32,15 @@ class ChunkedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._chunk_pos = 0
+
+    def reconnect(self) -> MQTTErrorCode:
+        """A new connection starts with nothing buffered.
+
+        Bytes left in the chunk came from the socket being replaced: served to the new
+        connection they would be parsed as its CONNACK and what follows.
+        """
+        self._chunk, self._chunk_pos = b"", 0
+        return super().reconnect()
 
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not consumed yet."""

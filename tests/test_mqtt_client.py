@@ -75,3 +75,19 @@ def test_end_of_stream_reads_empty(pair: Any) -> None:
     assert client._sock_recv(1) == b"x"
     assert client._sock_recv(1) == b"y"
     assert client._sock_recv(1) == b""  # paho's sign of a closed connection
+
+
+def test_a_reconnect_drops_what_the_old_connection_left_in_the_chunk(pair: Any) -> None:
+    a, b = pair
+    client, _ = client_on(a)
+    b.sendall(bytes((0x40, 2, 0, 1, 0x40, 2)))  # a PUBACK and half of the next
+    assert client._sock_recv(4) == bytes((0x40, 2, 0, 1))
+    assert client.buffered() == 2  # the old stream's tail
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the reconnect itself fails
+    client.connect_async("127.0.0.1", port)
+    with pytest.raises(OSError):
+        client.reconnect()
+    assert client.buffered() == 0
