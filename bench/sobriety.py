@@ -7,7 +7,9 @@ measures, from outside the daemon, in ``/proc/PID``:
 * cold start: process spawn to ``READY=1`` on a ``NOTIFY_SOCKET`` of ours (what systemd
   waits for);
 * idle: CPU % of one core and context switches per second (voluntary + involuntary, summed
-  over every thread of the daemon) over ``--idle-s`` seconds with no traffic;
+  over every thread of the daemon) over ``--idle-s`` seconds with no traffic, and in the same
+  window the CPU % of a bare thread that only wakes every 10 ms (the floor the poll cadence
+  sets on this machine);
 * CPU µs per frame at 10, 100 and 260 frames/s (the SX1302's maximum): CPU time of the
   daemon over the window divided by frames, gross and net of the idle cost;
 * flood: ``--flood-frames`` frames injected as fast as the emulated chip takes them,
@@ -270,12 +272,45 @@ def inject(sock: socket.socket, path: Path, frames: list[bytes], rate: float | N
     return start
 
 
+BARE_WAKER = """
+import queue, threading, time
+def wake():
+    q, due = queue.SimpleQueue(), time.monotonic()
+    while True:
+        due += 0.01
+        try:
+            q.get(timeout=max(due - time.monotonic(), 0))
+        except queue.Empty:
+            pass
+threading.Thread(target=wake, daemon=True).start()
+time.sleep(3600)
+"""
+"""A thread waking every 10 ms as the radio thread waits (``SimpleQueue.get`` with a
+timeout) and doing nothing else: what the poll cadence alone costs on this machine."""
+
+
 def idle(pid: int, seconds: float) -> dict[str, float]:
-    cpu0, ctx0, t0 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
-    time.sleep(seconds)
-    cpu1, ctx1, t1 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
-    return {"cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
-            "ctx_switches_per_s": (ctx1 - ctx0) / (t1 - t0)}
+    """The daemon's idle cost, beside a bare 100 Hz waker measured over the same window.
+
+    On a shared VM the kernel's wake-up alone varies by a factor of two from hour to
+    hour; the waker's figure, taken in the same window, says how much of the daemon's
+    is the 10 ms cadence itself and how much is the work of its polls."""
+    waker = subprocess.Popen([sys.executable, "-c", BARE_WAKER])
+    try:
+        time.sleep(0.5)
+        w0 = cpu_s(waker.pid)
+        cpu0, ctx0, t0 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
+        time.sleep(seconds)
+        cpu1, ctx1, t1 = cpu_s(pid), ctx_switches(pid), time.perf_counter()
+        w1 = cpu_s(waker.pid)
+    finally:
+        waker.kill()
+        waker.wait()
+    daemon_pct = 100 * (cpu1 - cpu0) / (t1 - t0)
+    bare_pct = 100 * (w1 - w0) / (t1 - t0)
+    return {"cpu_percent": daemon_pct, "ctx_switches_per_s": (ctx1 - ctx0) / (t1 - t0),
+            "bare_100hz_waker_cpu_percent": bare_pct,
+            "over_bare_waker_cpu_percent": daemon_pct - bare_pct}
 
 
 def paced(daemon: Daemon, sub: Subscriber, sock: socket.socket, frames: list[bytes],
@@ -396,6 +431,8 @@ def report(m: dict[str, Any], runs: int, smaps: dict[str, float] | None = None) 
         for name, mb in smaps.items():
             print(f"  {mb:8.1f} MB  {name}")
     print(f"idle CPU (one core)       {m['idle']['cpu_percent']:8.2f} %")
+    print(f"  a bare 100 Hz waker, same window {m['idle']['bare_100hz_waker_cpu_percent']:.2f} %"
+          f" (the daemon's polls add {m['idle']['over_bare_waker_cpu_percent']:.2f} %)")
     print(f"idle context switches     {m['idle']['ctx_switches_per_s']:8.0f} /s")
     if "per_frame" not in m:  # --idle-only
         return
