@@ -175,8 +175,11 @@ class RadioLoop:
     def _poll_radio(self) -> Received:
         """Radio thread: receive, stamp contexts, then give the TX side its turn."""
         packets = self._conc.receive()
-        context_for = self.session.context_for
-        received = [(p, context_for(p.count_us)) for p in packets] if packets else []
+        if packets:
+            context_for = self.session.context_for
+            received = [(p, context_for(p.count_us)) for p in packets]
+        else:
+            received = []
         if self._radio_service is not None:
             self._radio_service()
         return received

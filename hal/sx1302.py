@@ -205,7 +205,9 @@ class Sx1302Concentrator:
         ``IDLE_COUNTER_READ_S`` so the 27-bit extension holds even for a caller that
         only ever calls ``receive()``.
         """
-        layout = self._started()
+        layout = self._layout
+        if layout is None:
+            raise NotStartedError("the concentrator is not started")
         waiting = self._bytes_waiting()
         if not waiting:
             last = self._last_counter_read
