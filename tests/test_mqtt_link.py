@@ -25,6 +25,17 @@ from tests.support.broker import (
 from tests.support.mqtt_harness import GW, TOPICS, Harness, in_thread, run, settings, until
 
 
+async def publish_and_confirm(h: Harness, sub: Subscriber, payloads: list[bytes]) -> None:
+    """Publish every payload on ``event/up``: each is acknowledged True and arrives, in order."""
+    results: list[bool] = []
+    for p in payloads:
+        assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
+    await until(lambda: len(results) == len(payloads), f"{len(payloads)} acks")
+    assert results == [True] * len(payloads)
+    got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
+    assert [m.payload for m in got] == payloads
+
+
 def conn_states(sub: Subscriber) -> list[int]:
     return [unmarshal(m.payload, gw_pb2.ConnState).state for m in sub.snapshot()]
 
@@ -39,14 +50,7 @@ def test_publish_is_acknowledged_and_delivered(broker: MosquittoBroker, protocol
     async def scenario() -> None:
         h = Harness(settings(broker.url, protocol=protocol))
         await h.start()
-        results: list[bool] = []
-        payloads = [bytes([i]) * 20 for i in range(10)]
-        for p in payloads:
-            assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
-        await until(lambda: len(results) == 10, "10 acks")
-        assert results == [True] * 10
-        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= 10))
-        assert [m.payload for m in got] == payloads
+        await publish_and_confirm(h, sub, [bytes([i]) * 20 for i in range(10)])
         await h.stop()
         assert h.changes == [True, False]
 
@@ -341,14 +345,8 @@ def test_a_burst_bigger_than_the_socket_buffer_goes_out_whole_and_in_order(
         session = h.link._session
         assert session is not None
         assert session.client.on_log is None  # paho formats no line per packet once up
-        results: list[bool] = []
-        payloads = [bytes([i % 256]) * 30_000 for i in range(300)]  # ~9 MB in one turn
-        for p in payloads:
-            assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
-        await until(lambda: len(results) == 300, "300 acks")
-        assert results == [True] * 300
-        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= 300))
-        assert [m.payload for m in got] == payloads
+        # ~9 MB published in one loop turn
+        await publish_and_confirm(h, sub, [bytes([i % 256]) * 30_000 for i in range(300)])
         await h.stop()
 
     try:
