@@ -227,26 +227,21 @@ class Sx1302Emulator:
         count = len(data) - 4
         if count <= 0:
             return bytes(len(data))
-        # the driver's hottest reads (the RX byte count at every poll, the FIFO, the
-        # counters) answered whole, without the clock where it plays no part
-        if address == RX_NB_BYTES_MSB and count == 2:
-            waiting = len(self._fifo)
-            values = bytes(((waiting >> 8) & 0x1F, waiting & 0xFF))
-        elif address == RX_FIFO_ADDR:
-            values = self._pop_fifo(count)
-        elif address >= TIMESTAMP_BLOCK and address + count <= TIMESTAMP_BLOCK + 8:
-            offset = address - TIMESTAMP_BLOCK
-            values = self._timestamp_block(self.ticks())[offset:offset + count]
-        else:
-            values = self._read_bytes(address, count, self.ticks())
-        return bytes(4) + values
+        if address == RX_FIFO_ADDR:
+            return bytes(4) + self._pop_fifo(count)
+        return bytes(4) + self._read_bytes(address, count)
 
-    def _read_bytes(self, address: int, count: int, now: int) -> bytes:
-        """A burst read: one slice of the register file unless it covers computed bytes."""
+    def _read_bytes(self, address: int, count: int) -> bytes:
+        """A burst read, answered whole where it can be: one slice of the register file
+        unless it covers computed bytes, the counter block built once, and the clock read
+        only when a computed byte needs it."""
         end = address + count
         first = bisect_left(_COMPUTED, address)
         if end <= MEMORY_SIZE and (first == len(_COMPUTED) or _COMPUTED[first] >= end):
             return bytes(self._mem[address:end])
+        now = self.ticks()
+        if address >= TIMESTAMP_BLOCK and end <= TIMESTAMP_BLOCK + 8:
+            return self._timestamp_block(now)[address - TIMESTAMP_BLOCK:end - TIMESTAMP_BLOCK]
         return bytes(self._read_byte(a, now) for a in range(address, end))
 
     def _timestamp_block(self, now: int) -> bytes:
