@@ -75,6 +75,12 @@ class ClassB:
         if self.poll_receiver():
             self.queue_beacons(now_count_us)
 
+    @property
+    def paired_seconds(self) -> int:
+        """How many GPS seconds were paired with their PPS latch so far (grows by one a second
+        while locked): the radio thread reads the receiver less often right after one."""
+        return self.reader.status.syncs
+
     def poll_receiver(self) -> bool:
         """Read what the receiver sent (no SPI unless a time message needs its PPS latch).
 

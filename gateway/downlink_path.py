@@ -71,23 +71,40 @@ PLAN_FILE_NAME = "channel-plan.json"
 KICK_SLACK_S = 0.001
 """The due-timer fires this long after the computed moment, so the packet is surely due."""
 
-COUNTER_REFRESH_S = 0.1
+COUNTER_REFRESH_S = 1.0
 """The longest an idle gateway goes without reading the counter (see :meth:`service_radio`).
 
 Between readings :class:`CounterClock` extrapolates with the host's monotonic clock, which
 is what a ``command/down`` decision sees. The error is the rate difference between the
 chip's crystal (±20 ppm at worst) and CLOCK_MONOTONIC (the kernel slews it by at most
-500 ppm), so at most ~52 µs after 100 ms: far below the scheduling margins (``min_lead_ms``
-30, ``load_margin_ms`` 40, ``guard_ms`` 45 by default), and a queued packet is loaded
-against a fresh reading anyway. The wrap trackers need far less (a reading every 134 s for
+500 ppm; NTP keeps it to tens of ppm in practice), so at most ~0.52 ms after 1 s and
+typically a few tens of µs: far below the scheduling margins (``min_lead_ms`` 30,
+``load_margin_ms`` 40, ``guard_ms`` 45 by default), and a queued packet is loaded against
+a fresh reading anyway (every poll while one is queued). An idle read costs ~45 µs of
+Python on the emulator; at 10 a second (the earlier 100 ms) that was 0.05 % of a core for
+an accuracy nothing used. The wrap trackers need far less (a reading every 134 s for
 the chip's 27-bit count, every 35 min for the 32-bit wrap count), and so does the SX1303's
 PPS history (one reading per PPS second)."""
 
 GPS_POLL_S = 0.05
-"""How often class B reads the GPS receiver: often enough that each NAV-TIMEGPS is paired
-with the PPS latch of its own second (the message arrives well within the second after
-its edge, and the latch holds until the next edge), rarely enough that an idle gateway
-does not make a serial read at every 10 ms poll."""
+"""How often class B reads the GPS receiver while a time message may come: often enough
+that each NAV-TIMEGPS is paired with the PPS latch of its own second (the message arrives
+well within the second after its edge, and the latch holds until the next edge), rarely
+enough that an idle gateway does not make a serial read at every 10 ms poll."""
+
+GPS_QUIET_AFTER_PAIR_S = 0.85
+"""After a poll that paired a new GPS second, the receiver is not read for this long.
+
+A receiver sends its time message once per second at the same point of the second (after
+the PPS edge, when its navigation solution is done; the NMEA sentences come in the same
+burst), so for most of the second there is nothing to pair. Reading again 0.85 s after
+the message was *read* (i.e. up to ``GPS_POLL_S`` after it arrived), then every
+``GPS_POLL_S`` until the next one, still reads each message within ``GPS_POLL_S`` of its
+arrival, before the next edge overwrites the latch, while its arrival may shift by up to
+~0.15 s from second to second. Unlocked, or with the messages late, the cadence stays
+``GPS_POLL_S``. This cuts the serial reads of a locked gateway from 20 to about 4 a
+second; bytes wait meanwhile in the kernel's UART buffer (a second of 9600 baud is
+960 bytes, and the read takes up to 512 at a time)."""
 
 Publish = Callable[[str, bytes], bool]
 
@@ -213,8 +230,9 @@ class DownlinkPath:
         self._monotonic = monotonic
         self._observed_at = 0.0
         self._observed_session: int | None = None
-        self._gps_polled_at = float("-inf")
         """When and in which session :meth:`service_radio` last read the counter."""
+        self._gps_due = float("-inf")
+        """When :meth:`service_radio` next reads the GPS receiver (class B)."""
         listening = bool(getattr(concentrator, "listen_before_talk", False))
         self.handler = DownlinkHandler(
             gateway_id=gateway_id, region=region, queue=self.queue, duty_cycle=self.duty_cycle,
@@ -254,16 +272,20 @@ class DownlinkPath:
         fresh reading, every poll), class B has a new GPS second (beacons are queued
         against the counter), the concentrator session is new (the clock was reset), or
         the last reading is ``COUNTER_REFRESH_S`` old. Class B reads the receiver every
-        ``GPS_POLL_S``. An idle gateway thus reads the counter 10 times a second and the
-        GPS 20 times, instead of 100 each.
+        ``GPS_POLL_S``, but not for ``GPS_QUIET_AFTER_PAIR_S`` after a new second was
+        paired. An idle locked gateway thus reads the counter about twice a second (the
+        refresh, and the new GPS second for the beacons) and the GPS about 4 times,
+        instead of 100 each.
         """
         session = self._session
         now = self._monotonic()
         class_b = self.class_b
         beacons_due = False
-        if class_b is not None and now - self._gps_polled_at >= GPS_POLL_S:
-            self._gps_polled_at = now
+        if class_b is not None and now >= self._gps_due:
+            paired = class_b.paired_seconds
             beacons_due = class_b.poll_receiver()
+            quiet = GPS_QUIET_AFTER_PAIR_S if class_b.paired_seconds != paired else GPS_POLL_S
+            self._gps_due = now + quiet
         if (not len(self.queue) and not beacons_due
                 and self._observed_session == session.session_id
                 and now - self._observed_at < COUNTER_REFRESH_S):

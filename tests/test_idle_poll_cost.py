@@ -4,12 +4,14 @@ The idle gateway polls 100 times a second; each SPI read it skips is CPU saved. 
 tests pin the savings *and* the guarantees they must keep: the 27-bit counter is still
 extended across chip wraps by ``receive()`` alone, and the downlink path still reads the
 counter at every poll while a packet is queued, at once in a new session, and at least
-every ``COUNTER_REFRESH_S`` otherwise; class B reads the GPS every ``GPS_POLL_S`` and adds a
-counter read only for a new GPS second (its beacons).
+every ``COUNTER_REFRESH_S`` otherwise; class B reads the GPS every ``GPS_POLL_S`` (but not for
+``GPS_QUIET_AFTER_PAIR_S`` after a new second was paired) and adds a counter read only for a
+new GPS second (its beacons).
 """
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from gateway.config import load_config
 from gateway.downlink_path import (
     COUNTER_REFRESH_S,
     GPS_POLL_S,
+    GPS_QUIET_AFTER_PAIR_S,
     DownlinkPath,
     PlanStore,
     StartPlan,
@@ -71,15 +74,22 @@ class CountingConcentrator:
 
 
 class ClassBStub:
-    """Says a new GPS second was paired when ``synced`` is set; records the beacon counts."""
+    """Pairs a new GPS second at the next poll when ``synced`` is set (and says beacons are
+    due); records when it was polled and the beacon counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.polls = 0
+        self.polled_at: list[float] = []
         self.synced = False
+        self.paired_seconds = 0
         self.counts: list[int] = []
 
     def poll_receiver(self) -> bool:
         self.polls += 1
+        self.polled_at.append(self.clock.t)
+        if self.synced:
+            self.paired_seconds += 1
         return self.synced
 
     def queue_beacons(self, count_us: int) -> None:
@@ -87,20 +97,25 @@ class ClassBStub:
         self.synced = False
 
 
-def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> None:
+def _downlink_path(tmp_path: Path, clock: FakeClock, conc: CountingConcentrator,
+                   session: RadioSession) -> DownlinkPath:
     config = load_config(write_config(tmp_path, 1883))
     region = load_region("EU868")
-    clock = FakeClock(10.0)
-    conc = CountingConcentrator()
-    session = RadioSession()
     with ThreadPoolExecutor(1) as executor:
-        path = DownlinkPath(
+        return DownlinkPath(
             config=config, region=region, gateway_id="0102030405060708",
             concentrator=conc, radio_executor=executor, session=session,  # type: ignore[arg-type]
             publish_ack=lambda _t, _p: True, ack_topic="ack",
             plan_store=PlanStore(tmp_path / "plan.json"),
             running_plan=StartPlan(region.default_channel_plan(), "", "region"),
             max_conducted_dbm=None, monotonic=clock)
+
+
+def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> None:
+    clock = FakeClock(10.0)
+    conc = CountingConcentrator()
+    session = RadioSession()
+    path = _downlink_path(tmp_path, clock, conc, session)
     path.service_radio()
     assert conc.reads == 1  # the first poll of a session reads
     assert path.clock.now() is not None
@@ -114,7 +129,7 @@ def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> Non
     session.renew()  # a restarted concentrator: read at once
     path.service_radio()
     assert conc.reads == 3
-    class_b = ClassBStub()
+    class_b = ClassBStub(clock)
     path.class_b = class_b  # type: ignore[assignment]
     reads = conc.reads
     for _ in range(20):  # 10 ms polls over 200 ms, no new GPS second
@@ -131,3 +146,38 @@ def test_service_radio_reads_the_counter_only_when_needed(tmp_path: Path) -> Non
     path.service_radio()
     assert conc.reads - reads == 1
     assert class_b.counts == [1_000_000 + conc.reads]
+
+
+def test_class_b_rests_after_a_paired_second_and_keeps_reading_until_the_next(
+        tmp_path: Path) -> None:
+    clock = FakeClock(10.0)
+    conc = CountingConcentrator()
+    path = _downlink_path(tmp_path, clock, conc, RadioSession())
+    class_b = ClassBStub(clock)
+    path.class_b = class_b  # type: ignore[assignment]
+
+    def poll_for(seconds: float) -> None:
+        for _ in range(round(seconds / 0.01)):
+            path.service_radio()
+            clock.t += 0.01
+
+    def gaps(times: list[float]) -> list[float]:
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    poll_for(0.3)  # nothing paired (unlocked): every GPS_POLL_S
+    assert len(class_b.polled_at) >= 0.3 / GPS_POLL_S - 1
+    assert max(gaps(class_b.polled_at)) <= GPS_POLL_S + 0.01 + 1e-9
+    polls = class_b.polls
+    class_b.synced = True  # the next read pairs a second (and queues its beacons)
+    while class_b.polls == polls:
+        poll_for(0.01)
+    assert class_b.paired_seconds == 1 and not class_b.synced
+    paired_at = class_b.polled_at[-1]
+    poll_for(2.0)  # the next message does not come
+    after = [t for t in class_b.polled_at if t > paired_at]
+    # nothing read in the quiet part of the second, then at once again ...
+    assert after[0] - paired_at >= GPS_QUIET_AFTER_PAIR_S - 1e-9
+    assert after[0] - paired_at <= GPS_QUIET_AFTER_PAIR_S + 0.01 + 1e-9
+    # ... and every GPS_POLL_S until a message comes, so a late one is read within that
+    assert len(after) >= (2.0 - GPS_QUIET_AFTER_PAIR_S) / GPS_POLL_S - 1
+    assert max(gaps(after)) <= GPS_POLL_S + 0.01 + 1e-9
