@@ -158,7 +158,8 @@ class Daemon:
             work, port, log='level = "warning"',
             concentrator='poll_interval_s = 0.01',
             mqtt=f"keepalive_s = 30\nstats_interval_s = 30\nmax_inflight = {max_inflight}",
-            buffer=f"drain_rate_per_s = {drain_rate:g}",
+            # the shipped commit interval (the tests' config commits twice as often)
+            buffer=f"commit_interval_s = 1.0\ndrain_rate_per_s = {drain_rate:g}",
             edge='unknown_devaddr = "forward"')
         self.inject_path = work / "inject.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

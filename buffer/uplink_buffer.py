@@ -28,6 +28,7 @@ from buffer.ratelimit import EveryInterval, TokenBucket
 from buffer.stats import BufferStats
 from buffer.store import AgeLimit, CommitPlan, CommitResult, FrameStore, OpenInfo, StoreError
 from buffer.types import Delivery, Timing, UndeliverableError, UplinkRecord, UplinkSink
+from buffer.wakeup import Wakeup
 
 __all__ = ["BufferConfig", "BufferStats", "SeqCounter", "UplinkBuffer"]
 
@@ -89,7 +90,7 @@ class UplinkBuffer:
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
         self._io_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._read_wanted = False
         self._read_failed = False
         self._commit_early = False
@@ -376,9 +377,11 @@ class UplinkBuffer:
         next_commit = loop.time() + self._config.commit_interval_s
         while not self._closing:
             timeout = next_commit - loop.time()
+            timed_out = False
             if not (self._read_wanted or self._commit_early) and timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                # the loop may run a timer up to its clock resolution early: a wait that
+                # timed out means the commit is due (else a second, tiny wait followed)
+                timed_out = not await self._wake.wait(timeout)
             self._wake.clear()
             if self._closing:
                 break
@@ -386,7 +389,7 @@ class UplinkBuffer:
                 async with self._io_lock:
                     if self._read_wanted:
                         await self._read_more()
-                    if self._commit_early or loop.time() >= next_commit:
+                    if self._commit_early or timed_out or loop.time() >= next_commit:
                         self._read_failed = False
                         await self._commit()
                         self._commit_early = False
