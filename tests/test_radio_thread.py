@@ -114,6 +114,49 @@ def test_shutdown_runs_queued_jobs_then_refuses_new_ones() -> None:
         radio.submit(ran.append, 99)
 
 
+def test_jobs_from_many_threads_while_polling_all_run_once_in_each_ones_order() -> None:
+    """The wake-up signal is released once per wait, whoever submits and however often."""
+    radio = RadioThread()
+    ran: list[tuple[int, int]] = []
+    polls = {"n": 0}
+
+    def poll() -> None:
+        polls["n"] += 1
+
+    def submitter(who: int) -> None:
+        for n in range(300):
+            radio.submit(ran.append, (who, n))
+
+    try:
+        radio.start_polling(poll, 0.001, lambda exc: None)
+        workers = [threading.Thread(target=submitter, args=(who,)) for who in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert radio.submit(lambda: "last").result(5) == "last"
+        for who in range(4):
+            assert [n for w, n in ran if w == who] == list(range(300))
+        assert len(ran) == 1200
+        wait_until(lambda: polls["n"] >= 5, "polls going on beside the jobs")
+    finally:
+        radio.shutdown()
+
+
+def test_shutdown_can_cancel_the_jobs_not_started() -> None:
+    radio = RadioThread()
+    gate = threading.Event()
+    first = radio.submit(gate.wait, 5)
+    waiting = [radio.submit(lambda: None) for _ in range(3)]
+    wait_until(first.running, "the first job to start")
+    stopper = threading.Thread(target=radio.shutdown, kwargs={"cancel_futures": True})
+    stopper.start()
+    wait_until(lambda: all(f.cancelled() for f in waiting), "the queued jobs cancelled")
+    gate.set()
+    stopper.join(5)
+    assert first.result(5) is True and not stopper.is_alive()
+
+
 def packet(n: int) -> RxPacket:
     return RxPacket(payload=bytes([0x40, n, 0, 0x02, 0x26]) + bytes(8), frequency_hz=868_100_000,
                     if_chain=0, rf_chain=0, modulation=Modulation.LORA, spreading_factor=7,
