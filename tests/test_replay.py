@@ -332,3 +332,29 @@ def test_a_replay_cut_short_by_a_stop_delivers_what_the_chip_took(
     assert not any(e["event"] == "inject_replay_finished" for e in logs)
     summary = [e for e in logs if e["event"] == "stopped"]
     assert summary and summary[0]["received"] == taken  # each frame the chip took, no more
+
+
+@pytest.mark.usefixtures("mosquitto_binary")
+def test_replays_one_after_another_each_arrive(config: Config, tmp_path: Path) -> None:
+    first = write_lines(tmp_path / "a.jsonl", [line(n) for n in range(20)])
+    second = write_lines(tmp_path / "b.jsonl", [line(n) for n in range(20, 50)])
+    socket_path = config.concentrator.emulator.inject_socket
+    assert socket_path is not None
+    ns = NetworkServerStandIn(broker_port(config))
+
+    async def scenario() -> None:
+        async with running(config, ns):
+            send_inject(socket_path, {"replay": str(first), "rate": 20})
+            await until(lambda: len(ns.uplinks) >= 20)
+            # at once: the first replay ended as its last frame went into the chip
+            send_inject(socket_path, {"replay": str(second), "rate": 400})
+            await until(lambda: len(ns.uplinks) >= 50)
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(scenario())
+    finally:
+        ns.close()
+    assert uplink_numbers(ns) == list(range(50))
+    assert [e["event"] for e in logs if e["event"].startswith("inject_replay")] == [
+        "inject_replay_started", "inject_replay_finished"] * 2

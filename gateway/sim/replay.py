@@ -78,6 +78,8 @@ class ReplayFeed:
         self._start: float | None = None
         self._line = 0
         """Lines read so far (the next line's slot)."""
+        self._ahead: bytes | None = None
+        """The next line, read but not parsed (parsing waits for its time)."""
         self._next: tuple[float, InjectRequest] | None = None
         self.frames = 0
         self.unheard = 0
@@ -92,9 +94,24 @@ class ReplayFeed:
         if self._start is None:
             self._start = now
         while True:
-            due = self._start + self._line * self._interval
+            if self._ahead is None and not self._read_ahead(now):
+                return None
+            due = self._start + (self._line - 1) * self._interval
             if due > now:
                 return None
+            line, self._ahead = self._ahead, None
+            assert line is not None
+            try:
+                self._next = (due, parse_inject_datagram(line))
+            except InjectError as exc:
+                self._reject(exc)
+                continue
+            return self._next
+
+    def _read_ahead(self, now: float) -> bool:
+        """Read the next non-blank line (not parsed yet: that waits for its time); at the
+        end of the file finish at once, so the replay is over as its last frame is taken."""
+        while True:
             try:
                 line = self._read_line()
             except InjectError as exc:
@@ -103,19 +120,13 @@ class ReplayFeed:
             except OSError as exc:
                 log.error("inject_replay_read_failed", path=str(self.path), line=self._line,
                           error=exc.strerror or str(exc))
-                self._finish(now)
-                return None
+                line = None
             if line is None:
                 self._finish(now)
-                return None
-            if not line.strip():
-                continue
-            try:
-                self._next = (due, parse_inject_datagram(line))
-            except InjectError as exc:
-                self._reject(exc)
-                continue
-            return self._next
+                return False
+            if line.strip():
+                self._ahead = line
+                return True
 
     def taken(self, heard: bool) -> None:
         self._next = None
@@ -159,7 +170,7 @@ class ReplayFeed:
         if self.done:
             return
         self.done = True
-        left = int(self._next is not None) + self._lines_left()
+        left = (self._next is not None) + (self._ahead is not None) + self._lines_left()
         self._file.close()
         log.warning("inject_replay_stopped", path=str(self.path), frames=self.frames,
                     rejected=self.rejected, unheard=self.unheard, left=left)
