@@ -358,3 +358,25 @@ def test_replays_one_after_another_each_arrive(config: Config, tmp_path: Path) -
     assert uplink_numbers(ns) == list(range(50))
     assert [e["event"] for e in logs if e["event"].startswith("inject_replay")] == [
         "inject_replay_started", "inject_replay_finished"] * 2
+
+
+def test_a_replay_asked_for_while_the_daemon_stops_is_refused(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.sim.site import SimSite
+    from tests.support.gateway_proc import write_config
+
+    replay = write_lines(tmp_path / "f.jsonl", [line(0)])
+    site = SimSite(load_config(write_config(tmp_path, 1883)), started_chip(FakeClock())[1])
+
+    async def scenario() -> None:
+        await site.start()
+        assert site.server is not None
+        send_inject(site.server.path, {"replay": str(replay)})
+        site.drain_socket()  # what the daemon does at stop, before its last polls
+        site.close()
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    refused = [e for e in logs if e["event"] == "inject_replay_refused"]
+    assert [e["reason"] for e in refused] == ["stopping"]
+    assert site.replay is None

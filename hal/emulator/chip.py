@@ -146,8 +146,7 @@ class Sx1302Emulator:
         self.fine = FineTimeModel()
         """SX1303 precision stamps: metrics per frame, and the true fine times for tests."""
         self._air: AirSource | None = None
-        self._air_read_at = 0.0
-        """Clock time of the last fill read that asked the air source (see ``_release_air``)."""
+        self._air_read_at = 0.0  # the last fill read that asked the air (``_release_air``)
         # fault modes
         self.no_answer = False
         self._corrupt_next = False
@@ -414,11 +413,9 @@ class Sx1302Emulator:
 
     # --- the air ---------------------------------------------------------------------------------
     def set_air(self, source: AirSource | None) -> AirSource | None:
-        """Attach an air source (None detaches); returns the one it replaces.
-
-        From now on every read of the RX fill level first takes in the source's due
-        frames while the buffer has room. Once this returns, the old source is asked
-        nothing more (a release in progress holds the lock)."""
+        """Attach an air source (None detaches; returns the one replaced): every read of the
+        RX fill level first takes in its due frames. The old source is asked nothing more
+        once this returns (a release in progress holds the lock)."""
         with self._lock:
             previous, self._air = self._air, source
             self._air_read_at = self._clock()
@@ -433,8 +430,7 @@ class Sx1302Emulator:
         read would bunch every frame of a poll on one count and tie the stamps to the
         host's cadence. A frame that had to wait for room is stamped no earlier than the
         previous fill read: until the fetch after that read the buffer was full, so
-        that is the earliest moment a chip could have taken it in (its stamps stay in
-        order and never fall further behind the counter than one poll)."""
+        that is the earliest moment a chip could have taken it in (stamps stay in order)."""
         with self._lock:
             now = self._clock()
             floor, self._air_read_at = self._air_read_at, now
