@@ -5,9 +5,11 @@ loop a wake-up, a ``recv`` and a JSON parse each, on the thread that does the
 gateway's real work; a benchmark then measures the emulator as much as the gateway.
 A :class:`ReplayFeed` is the chip's air source instead (:mod:`hal.emulator.air`): at
 each read of the RX fill level (the radio thread's poll) the chip asks it for the
-frames that are due, and it reads and validates just those lines there and then.
-Nothing runs on the event loop per frame, and the file is streamed: one parsed frame
-and the file object's read buffer are all it holds, whatever the file's length.
+frames that are due, and it validates each line there and then, when it falls due
+(it reads one line ahead, so it knows it is finished as its last frame goes in).
+Nothing runs on the event loop per frame, and the file is streamed: a line read
+ahead, one parsed frame and the file object's read buffer are all it holds,
+whatever the file's length.
 
 Timing: line ``n`` (from 0, blank lines included) is due ``n / rate`` seconds after
 the first fill read that asks the feed, so a rejected line leaves its slot empty and
@@ -77,7 +79,7 @@ class ReplayFeed:
         self._max_logged = max_logged
         self._start: float | None = None
         self._line = 0
-        """Lines read so far (the next line's slot)."""
+        """Lines read so far; the line read ahead has slot ``_line - 1``."""
         self._ahead: bytes | None = None
         """The next line, read but not parsed (parsing waits for its time)."""
         self._next: tuple[float, InjectRequest] | None = None
