@@ -17,14 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_one_short_run_writes_every_figure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("feed", ["replay", "socket"])
+def test_one_short_run_writes_every_figure(tmp_path: Path, feed: str) -> None:
     out = tmp_path / "sobriety.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "sobriety.py"), "--idle-s", "1", "--paced-s",
-         "0.2", "--flood-frames", "300", "--settle-s", "0.2", "--json", str(out)],
+         "0.2", "--flood-frames", "300", "--settle-s", "0.2", "--feed", feed, "--json", str(out)],
         capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    median = json.loads(out.read_text())["median"]
+    written = json.loads(out.read_text())
+    assert written["feed"] == feed and f"frames fed by {feed}" in done.stdout
+    median = written["median"]
     assert set(median) >= {"cold_start_s", "rss_after_start_mb", "idle", "per_frame",
                            "flood", "rss_after_flood_mb", "daemon_error_lines"}
     assert set(median["per_frame"]) == {"10_per_s", "100_per_s", "260_per_s"}

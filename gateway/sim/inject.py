@@ -8,6 +8,20 @@ One JSON object per datagram::
 A bad datagram is answered with nothing, logged in one line naming what is wrong,
 and counted; it never stops the daemon. ``send_inject`` is the client side used by
 ``lora-gateway inject``, tests and benchmarks.
+
+Each datagram costs the daemon's event loop a wake-up, a ``recv`` and a JSON parse,
+on the thread that does the gateway's real work, where a real chip fills its buffer
+with no host CPU at all. For many frames (the benchmarks) the replay feed avoids
+that: write the frames once to a JSON Lines file (one datagram object per line) and
+send one control datagram::
+
+    {"replay": "/absolute/path/frames.jsonl", "rate": 260}
+
+``rate`` is frames per second (0 or absent: all at once, as fast as the chip's buffer
+takes them). The chip then takes the frames in itself as they fall due, at the
+radio thread's reads of its fill level (:mod:`gateway.sim.replay`); the log says
+``inject_replay_started`` and ``inject_replay_finished frames=… rejected=…``. One
+replay at a time: a second one while the first runs is refused (one line).
 """
 
 from __future__ import annotations
@@ -70,12 +84,45 @@ def _number(obj: dict[str, Any], key: str, low: float, high: float, default: Any
     return value
 
 
-def parse_inject_datagram(data: bytes) -> InjectRequest:
-    """Validate one datagram; raises ``InjectError`` naming the first problem found."""
+@dataclass(frozen=True, slots=True)
+class ReplayControl:
+    """``{"replay": path, "rate": n}``: play the JSON Lines file ``path`` at ``rate``/s."""
+
+    path: Path
+    rate: float
+    """Frames per second; 0 plays them all at once (as fast as the chip takes them)."""
+
+
+MAX_REPLAY_RATE = 100_000.0
+_CONTROL_FIELDS = {"replay", "rate"}
+
+
+def _loads(data: bytes) -> Any:
     try:
-        obj = loads_bounded(data)
+        return loads_bounded(data)
     except JsonInputError as exc:
         raise InjectError("not_json", str(exc)[:120]) from None
+
+
+def parse_inject_datagram(data: bytes) -> InjectRequest:
+    """Validate one datagram; raises ``InjectError`` naming the first problem found."""
+    return _request(_loads(data))
+
+
+def parse_replay_control(obj: dict[str, Any]) -> ReplayControl:
+    """Validate a replay control object; raises ``InjectError`` naming the first problem."""
+    unknown = set(obj) - _CONTROL_FIELDS
+    if unknown:
+        raise InjectError("unknown_field", ", ".join(sorted(map(repr, unknown)))[:120])
+    path = obj["replay"]
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path \
+            or len(path) > 4096:
+        raise InjectError("bad_field", "'replay' must be an absolute file path")
+    rate = _number(obj, "rate", 0, MAX_REPLAY_RATE, 0)
+    return ReplayControl(Path(path), float(rate))
+
+
+def _request(obj: Any) -> InjectRequest:
     if not isinstance(obj, dict):
         raise InjectError("not_object", "expected one JSON object")
     unknown = set(obj) - _FIELDS
@@ -127,9 +174,11 @@ class InjectServer:
     """
 
     def __init__(self, path: Path, on_packet: Callable[[InjectRequest], bool],
-                 max_pending: int = 256) -> None:
+                 max_pending: int = 256,
+                 on_replay: Callable[[ReplayControl], None] | None = None) -> None:
         self.path = path
         self._on_packet = on_packet
+        self._on_replay = on_replay
         self._max_pending = max_pending
         self._pending: deque[InjectRequest] = deque()
         self._sock: socket.socket | None = None
@@ -182,13 +231,23 @@ class InjectServer:
 
     def _datagram(self, data: bytes) -> None:
         try:
-            request = parse_inject_datagram(data)
+            obj = _loads(data)
+            if isinstance(obj, dict) and "replay" in obj:
+                self._control(obj)
+                return
+            request = _request(obj)
         except InjectError as exc:
             self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
             log.warning("inject_rejected", reason=exc.reason, detail=exc.detail, size=len(data))
             return
         self.accepted += 1
         self._pending.append(request)
+
+    def _control(self, obj: dict[str, Any]) -> None:
+        """A replay request: validated here, handed to ``on_replay`` (which logs the rest)."""
+        if self._on_replay is None:
+            raise InjectError("replay_unsupported", "this server takes single frames only")
+        self._on_replay(parse_replay_control(obj))
 
     def resume(self) -> None:
         """Hand pending requests on while the chip takes them; read more when all are gone."""

@@ -5,6 +5,9 @@ and reaches the running gateway through hooks the daemon passes down:
 
 - :meth:`SimSite.after_poll` (radio loop): let the inject socket hand in what waited
   for room in the chip's buffer;
+- a replay control datagram on the inject socket attaches a
+  :class:`gateway.sim.replay.ReplayFeed` to the chip as its air (one at a time; one
+  asked for while another runs is refused), detached once finished or at stop;
 - :meth:`SimSite.report_tx` (downlink path's ``on_loaded``): log what the chip itself
   put on the air, decoded from its registers — the end-to-end evidence the subprocess
   tests read;
@@ -19,7 +22,8 @@ import asyncio
 import structlog
 
 from gateway.config import Config, SensorConfig
-from gateway.sim.inject import InjectRequest, InjectServer
+from gateway.sim.inject import InjectRequest, InjectServer, ReplayControl
+from gateway.sim.replay import ReplayFeed, ReplayOpenError, open_replay_file
 from gateway.sim.virtual_sensors import VirtualSensors
 from hal.emulator.chip import Sx1302Emulator
 from packet_forwarder.downlink.jit import QueueItem
@@ -47,6 +51,9 @@ class SimSite:
         self.server: InjectServer | None = None
         self.sensors: VirtualSensors | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.replay: ReplayFeed | None = None
+        """The replay attached to the chip, until ``after_poll`` sees it finished."""
+        self._stopping = False
         self._tx_seen = len(emulator.tx_log)
         self.sessions: tuple[DeviceSession, ...] = tuple(
             sensor_session(s) for s in self._settings.sensors)
@@ -56,7 +63,8 @@ class SimSite:
     async def start(self) -> None:
         """Open the inject socket and start the virtual sensors, as configured."""
         if self._settings.inject_socket is not None:
-            self.server = InjectServer(self._settings.inject_socket, self._inject)
+            self.server = InjectServer(self._settings.inject_socket, self._inject,
+                                       on_replay=self._replay)
             await self.server.start()
         if self._settings.sensors:
             self.sensors = VirtualSensors(self._settings.sensors, self.emulator)
@@ -74,10 +82,39 @@ class SimSite:
                     cr=req.cr, rssi_dbm=req.rssi_dbm, snr_db=req.snr_db, crc_ok=req.crc_ok)
         return True
 
+    def _replay(self, control: ReplayControl) -> None:
+        """Event loop: start a replay, or say in one line why not."""
+        path = str(control.path)
+        if self._stopping:
+            log.warning("inject_replay_refused", path=path, reason="stopping")
+            return
+        if self.replay is not None and not self.replay.done:
+            log.warning("inject_replay_refused", path=path, reason="busy",
+                        running=str(self.replay.path))
+            return
+        try:
+            file = open_replay_file(control.path)
+        except ReplayOpenError as exc:
+            log.warning("inject_replay_refused", path=path, reason=exc.reason, detail=exc.detail)
+            return
+        self.replay = ReplayFeed(file, control.path, control.rate)
+        self.emulator.set_air(self.replay)
+        log.info("inject_replay_started", path=path, rate=control.rate)
+
+    def _stop_replay(self) -> None:
+        """Detach the replay from the chip (after this the chip asks it nothing more)."""
+        feed, self.replay = self.replay, None
+        if feed is not None:
+            self.emulator.set_air(None)
+            feed.stop()
+
     def after_poll(self) -> None:
-        """Radio loop hook: hand in injected frames that waited for room in the chip."""
+        """Radio loop hook: hand in injected frames that waited for room in the chip, and
+        let go of a replay that has finished."""
         if self.server is not None:
             self.server.resume()
+        if self.replay is not None and self.replay.done:
+            self._stop_replay()
 
     def report_tx(self, _item: QueueItem) -> None:
         """Downlink hook (radio thread): log what the emulated chip transmitted."""
@@ -90,15 +127,19 @@ class SimSite:
                      power_dbm=e.power_dbm, size=len(e.payload), timing=e.timing.value)
 
     def drain_socket(self) -> None:
-        """At stop: read what the inject socket already holds."""
+        """At stop: read what the inject socket already holds, and end a replay (the chip
+        keeps what it took in; the rest of the file is not played)."""
+        self._stopping = True
         if self.server is not None:
             self.server.drain_socket()
+        self._stop_replay()
 
     def pending(self) -> bool:
         """Injected frames still waiting for the chip."""
         return self.server is not None and self.server.pending() > 0
 
     def close(self) -> None:
+        self._stop_replay()
         for task in self.tasks:
             task.cancel()
         if self.server is not None:

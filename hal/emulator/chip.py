@@ -8,7 +8,8 @@ with :meth:`Sx1302Emulator.inject`. Its 32 MHz counter runs on an injectable
 clock, so tests control time.
 
 ``inject`` is called from other threads than ``transfer``; one lock guards all
-state.
+state. An air source (:meth:`Sx1302Emulator.set_air`, see :mod:`hal.emulator.air`)
+instead hands frames in from the thread that reads the chip, at its fill-level reads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections.abc import Callable
 
 import structlog
 
-from hal.emulator.fine_time import FineTimeModel
+from hal.emulator.air import AirSource
+from hal.emulator.fine_time import METRIC_PAIRS, FineTimeModel
 from hal.emulator.mcu import McuPair
 from hal.emulator.peripherals import Stts751Emulator
 from hal.emulator.radio import RadioEmulator
@@ -143,6 +145,8 @@ class Sx1302Emulator:
         self.model_id = model_id
         self.fine = FineTimeModel()
         """SX1303 precision stamps: metrics per frame, and the true fine times for tests."""
+        self._air: AirSource | None = None
+        self._air_read_at = 0.0  # the last fill read that asked the air (``_release_air``)
         # fault modes
         self.no_answer = False
         self._corrupt_next = False
@@ -195,11 +199,15 @@ class Sx1302Emulator:
 
     # --- SPI -----------------------------------------------------------------------------------
     def transfer(self, data: bytes) -> bytes:
-        if data == _RX_FILL_READ and self.transcript is None and not self.no_answer:
-            # the idle poll's read, 100 times a second: one len() of the FIFO, atomic under
-            # the GIL, answers it; the lock and the general path cost more than the read
-            waiting = len(self._fifo)
-            return bytes((0, 0, 0, 0, (waiting >> 8) & 0x1F, waiting & 0xFF))
+        if data == _RX_FILL_READ:
+            air = self._air
+            if air is not None and not self.no_answer:
+                self._release_air(air)
+            if self.transcript is None and not self.no_answer:
+                # the idle poll's read, 100 times a second: one len() of the FIFO, atomic
+                # under the GIL, answers it; the lock and the general path cost more
+                waiting = len(self._fifo)
+                return bytes((0, 0, 0, 0, (waiting >> 8) & 0x1F, waiting & 0xFF))
         with self._lock:
             reply = bytes(len(data)) if self.no_answer else self._transfer(bytes(data))
             if self.transcript is not None:
@@ -404,13 +412,54 @@ class Sx1302Emulator:
         return None
 
     # --- the air ---------------------------------------------------------------------------------
+    def set_air(self, source: AirSource | None) -> AirSource | None:
+        """Attach an air source (None detaches; returns the one replaced): every read of the
+        RX fill level first takes in its due frames. The old source is asked nothing more
+        once this returns (a release in progress holds the lock)."""
+        with self._lock:
+            previous, self._air = self._air, source
+            self._air_read_at = self._clock()
+            return previous
+
+    def _release_air(self, air: AirSource) -> None:
+        """At a fill read: the frames whose time has come go into the RX buffer while it
+        has room; the rest stay in the source for a later read.
+
+        Each frame is stamped at its due time, not at this read: a chip stamps a frame
+        when it is demodulated, whenever the host happens to poll, so stamping at the
+        read would bunch every frame of a poll on one count and tie the stamps to the
+        host's cadence. A frame that had to wait for room is stamped no earlier than the
+        previous fill read: until the fetch after that read the buffer was full, so
+        that is the earliest moment a chip could have taken it in (stamps stay in order)."""
+        with self._lock:
+            now = self._clock()
+            floor, self._air_read_at = self._air_read_at, now
+            metrics = 2 * METRIC_PAIRS if self._precision_stamps() else 0
+            while (due := air.next_due(now)) is not None:
+                at, frame = due
+                payload = frame.phy_payload
+                if len(self._fifo) + MIN_RECORD + len(payload) + metrics > self.fifo_capacity:
+                    return  # full: the rest waits, as frames wait on a busy inject socket
+                if frame.fault == "truncate_record":
+                    self._truncate_next = True
+                elif frame.fault == "corrupt_record":
+                    self._corrupt_next = True
+                heard = self.inject(
+                    payload, frequency_hz=frame.frequency_hz, sf=frame.sf, bw_hz=frame.bw_hz,
+                    cr=frame.cr, rssi_dbm=frame.rssi_dbm, snr_db=frame.snr_db,
+                    crc_ok=frame.crc_ok,
+                    at_ticks=int((max(at, floor) - self._t0) * TICK_HZ) + self._start_ticks)
+                air.taken(heard is not None)
+
     def rx_fifo_has_room(self, payload_len: int) -> bool:
         with self._lock:
             return len(self._fifo) + MIN_RECORD + payload_len <= self.fifo_capacity
 
     def inject(self, payload: bytes, *, frequency_hz: int, sf: int, bw_hz: int, cr: str = "4/5",
-               rssi_dbm: float, snr_db: float, crc_ok: bool = True) -> int | None:
-        """A LoRa frame arriving now; returns its end-of-frame counter µs, or None if unheard.
+               rssi_dbm: float, snr_db: float, crc_ok: bool = True,
+               at_ticks: int | None = None) -> int | None:
+        """A LoRa frame arriving now (or ending at ``at_ticks``, unwrapped 32 MHz ticks, not
+        in the future); returns its end-of-frame counter µs, or None if unheard.
 
         The chip stamps a frame when its decoder finishes, a model-computed delay after
         the frame ends on air; the returned value is the end of the frame, which is
@@ -426,7 +475,7 @@ class Sx1302Emulator:
             if match is None or (self.require_firmware and not self.mcus.running):
                 return None
             index, channel = match
-            now = self.ticks()
+            now = self.ticks() if at_ticks is None else at_ticks
             stamp, metrics = now, b""
             precision = self._precision_stamps()
             if precision:
