@@ -12,6 +12,7 @@ executed. Not listed: ``ssl`` (asyncio and paho import it); the daemon cannot le
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ NOT_AT_RUN = (
     "packet_forwarder.semtech_udp.downlink",
     # what a real urllib.request imports (paho-mqtt's only use of it is its proxy support)
     "http.client", "email.parser", "email.message", "email.feedparser", "tempfile",
+    # what shutil imports; argparse's formatter would import it to learn the terminal width
+    "shutil", "bz2", "lzma",
 )
 
 # The daemon's own ``run``, plus a SIGUSR1 handler that writes sys.modules to a file.
@@ -134,3 +137,21 @@ def test_unknown_command_is_still_one_usage_error(capsys: pytest.CaptureFixture[
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'bogus'" in err and "'keys'" in err
+
+
+@pytest.mark.parametrize("columns", ["57", "133", "", "not a number"])
+def test_help_is_as_wide_as_argparse_would_make_it(
+        columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The formatter that spares ``shutil`` wraps help exactly as argparse's own."""
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = cli._HelpFormatter("lora-gateway")
+    stock = argparse.HelpFormatter("lora-gateway")
+    assert ours._width == stock._width == shutil.get_terminal_size().columns - 2
+    assert ours._max_help_position == stock._max_help_position
+    parser = cli.build_parser("keys")
+    assert isinstance(parser, cli._Parser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert all(isinstance(p, cli._Parser) for p in sub.choices.values())
+    assert parser.format_help() == cli.build_parser().format_help()
