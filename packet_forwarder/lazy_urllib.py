@@ -12,7 +12,7 @@ urllib.request`` finds it and binds the ``urllib`` package, no code runs. The fi
 attribute anyone asks of it imports the real module in its place (which also sets
 ``urllib.request`` on the package, as any import does) and answers from it, so whoever
 does use it, paho with PySocks installed or anything else in the process, gets the
-genuine module. Concurrent first uses are serialised by the import system's module lock.
+genuine module. Concurrent first uses are serialised by a lock, so it is imported once.
 
 Not ``importlib.util.LazyLoader``: its lazy module loads on any attribute access, and
 the ``import`` statement itself reads ``__spec__`` of a module found in ``sys.modules``,
@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 
 __all__ = ["NAME", "defer_urllib_request"]
@@ -34,11 +35,14 @@ NAME = "urllib.request"
 def _stand_in(spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
     stub = types.ModuleType(NAME, "Stand-in: the real urllib.request is imported on first use.")
     stub.__spec__ = spec
+    lock = threading.RLock()  # re-entrant: the real module's own imports may ask again
 
     def load_and_get(attr: str) -> object:
-        if sys.modules.get(NAME) is stub:
-            del sys.modules[NAME]
-        return getattr(importlib.import_module(NAME), attr)
+        with lock:
+            if sys.modules.get(NAME) is stub:
+                del sys.modules[NAME]
+            real = importlib.import_module(NAME)
+        return getattr(real, attr)
 
     stub.__getattr__ = load_and_get  # type: ignore[method-assign]
     return stub

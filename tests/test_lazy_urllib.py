@@ -71,3 +71,21 @@ def test_an_already_imported_module_is_left_alone() -> None:
                "print(json.dumps({'same': sys.modules['urllib.request'] is real\n"
                "                          and urllib.request is real}))")
     assert got == {"same": True}
+
+
+def test_threads_using_it_first_at_once_all_get_one_real_module() -> None:
+    got = _run("import json, sys, threading\n"
+               "import packet_forwarder.lazy_urllib\n"
+               "stub = sys.modules['urllib.request']\n"
+               "barrier = threading.Barrier(8)\n"
+               "seen = []\n"
+               "def use():\n"
+               "    barrier.wait()\n"
+               "    seen.append(stub.urlopen)\n"
+               "threads = [threading.Thread(target=use) for _ in range(8)]\n"
+               "for t in threads: t.start()\n"
+               "for t in threads: t.join()\n"
+               "real = sys.modules['urllib.request']\n"
+               "print(json.dumps({'one': all(f is real.urlopen for f in seen),\n"
+               "                  'n': len(seen), 'real': real is not stub}))")
+    assert got == {"one": True, "n": 8, "real": True}
