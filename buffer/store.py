@@ -60,6 +60,11 @@ _PAGE_SIZE = 512
 """Every commit rewrites page 1 (the file grew), an interior page and the last, partly
 filled leaf: the smaller the page, the less each fsynced commit writes (512 B pages:
 about 10% fewer bytes per frame than 1 KiB at 10 frames/s; a deflated row is ~90 B)."""
+_CACHE_KIB = 256
+"""SQLite's page cache for this connection (``cache_size``; its default is 2,000 KiB).
+Rows are appended at one end and acknowledged from the other, so the pages in use are the
+B-tree's interior pages and a few leaves at each end; a burst that fills the default
+cache leaves ~2.5 MB resident (512 B pages plus SQLite's per-page headers) for good."""
 SHRINK_ABOVE = 8 * 1024 * 1024
 """An emptied store larger than this is vacuumed once, giving the space of a long outage
 back. Never while rows remain: freed pages are reused by new rows, so the file stays
@@ -212,6 +217,7 @@ class FrameStore:
         # interval), so this costs one fsync per interval, not per frame.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         result = conn.execute("PRAGMA quick_check").fetchall()
         if [r[0] for r in result] != ["ok"]:
             raise _FailedCheckError(f"quick_check: {result[:3]}")

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import structlog
 
@@ -183,18 +184,58 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: $COLUMNS, else the terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout (None), closed, not a terminal
+        return 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, handed the width it would otherwise import ``shutil`` to learn.
+
+    argparse builds a formatter for every ``add_argument``; without a width each one
+    imports ``shutil``, and ``shutil`` loads ``zlib``, ``bz2`` and ``lzma`` with their C
+    libraries: some 0.4 MB that ``run``, the resident process, would keep for nothing.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose default formatter is :class:`_HelpFormatter`; the
+    subcommands' parsers are of this class too (``add_subparsers(parser_class=...)``
+    defaults to the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; of the lazy subcommands only ``command`` in full.
 
     The others are one-line entries (enough for ``--help`` and for argparse to name
     them in a usage error), so their modules stay unimported.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lora-gateway",
         description="LoRaWAN edge gateway for the SX1302: forwards to ChirpStack v4 over MQTT.",
     )
     parser.add_argument("--version", action="version", version=f"lora-gateway {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Typed as argparse's own: the lazy modules register on any ArgumentParser's subparsers.
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+               parser.add_subparsers(dest="command", required=True))
 
     run = sub.add_parser("run", help="run the gateway in the foreground")
     run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)

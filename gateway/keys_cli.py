@@ -19,9 +19,9 @@ from packet_forwarder.keystore import (
     KeyStore,
     KeyStoreError,
     RecordError,
-    read_import_file,
     session_public,
 )
+from packet_forwarder.keystore.importer import read_import_file
 from packet_forwarder.keystore.records import parse_hex
 
 

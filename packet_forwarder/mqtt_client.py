@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Before paho: it imports urllib.request, which only its proxy support uses.
+import packet_forwarder.lazy_urllib  # noqa: F401
+
+# isort: split
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 

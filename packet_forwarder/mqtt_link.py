@@ -46,6 +46,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+# Before paho: it imports urllib.request, which only its proxy support uses.
+import packet_forwarder.lazy_urllib  # noqa: F401
+
+# isort: split
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion

@@ -47,6 +47,23 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
     assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
+def test_page_cache_is_capped_and_a_store_larger_than_it_reads_back_whole(
+        tmp_path: Path) -> None:
+    """A burst must not leave SQLite's default 2 MB page cache resident; a store several
+    times the capped cache still reads back every row and deletes from the front."""
+    store = opened(tmp_path / "b.sqlite")
+    assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -256
+    rng = random.Random(5)
+    records = [rec(i, f"d{i % 7}", rng.randbytes(90)) for i in range(1, 20_001)]
+    for start in range(0, len(records), 500):  # grouped commits, as the buffer makes them
+        store.append_many(records[start:start + 500])
+    assert store.conn.execute("PRAGMA page_count").fetchone()[0] * 512 > 4 * 256 * 1024
+    store.delete_many(r.seq for r in records[:15_000])
+    assert store.read_batch(0, 10_000) == records[15_000:]
+    store.close()
+    assert FrameStore(tmp_path / "b.sqlite").open().rows == 5_000
+
+
 def test_bytes_bound_drops_oldest(tmp_path: Path) -> None:
     store = opened(tmp_path / "b.sqlite")
     records = [rec(i, body=b"z" * 100) for i in range(1, 11)]

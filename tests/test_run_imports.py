@@ -5,12 +5,14 @@ A running daemon (emulator backend, MQTT up, edge key store open) is asked for i
 library they drag in. The CLI registers those subcommands only when chosen, yet
 ``--help`` still lists each with the line its own module gives it.
 
-Not listed: ``urllib.request``/``http``/``email`` (paho-mqtt imports them) and ``ssl``
-(asyncio and paho import it); the daemon cannot leave those out.
+paho-mqtt's ``urllib.request`` (with ``http.client``, ``email``, ``tempfile``) may be in
+``sys.modules`` only as the stand-in ``packet_forwarder.lazy_urllib`` puts there, never
+executed. Not listed: ``ssl`` (asyncio and paho import it); the daemon cannot leave it out.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -33,6 +35,12 @@ NOT_AT_RUN = (
     # only with a [[server]] that speaks Semtech UDP (this configuration has none)
     "gateway.udp_uplink_sink", "packet_forwarder.semtech_udp.link",
     "packet_forwarder.semtech_udp.downlink",
+    # what a real urllib.request imports (paho-mqtt's only use of it is its proxy support)
+    "http.client", "email.parser", "email.message", "email.feedparser", "tempfile",
+    # what shutil imports; argparse's formatter would import it to learn the terminal width
+    "shutil", "bz2", "lzma",
+    # the key file reader is for ``keys import`` only
+    "packet_forwarder.keystore.importer", "csv",
 )
 
 # The daemon's own ``run``, plus a SIGUSR1 handler that writes sys.modules to a file.
@@ -43,7 +51,10 @@ from pathlib import Path
 out = Path(sys.argv[1])
 
 def dump(*_):
-    out.write_text(json.dumps(sorted(sys.modules)))
+    request = sys.modules.get("urllib.request")
+    executed = request is not None and "urlopen" in vars(request)
+    out.write_text(json.dumps({"modules": sorted(sys.modules),
+                               "urllib_request_executed": executed}))
 
 signal.signal(signal.SIGUSR1, dump)
 from gateway.cli import main
@@ -76,11 +87,13 @@ def test_running_daemon_has_not_imported_the_other_commands(
         proc.send_signal(signal.SIGUSR1)
         wait_for(dump.exists, 10, "the module list")
         time.sleep(0.1)  # the file is written in one call; let it finish
-        modules = set(json.loads(dump.read_text()))
+        dumped = json.loads(dump.read_text())
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+    modules = set(dumped["modules"])
     assert "gateway.daemon" in modules and "packet_forwarder.keystore" in modules
+    assert dumped["urllib_request_executed"] is False
     assert sorted(m for m in NOT_AT_RUN if m in modules) == []
     assert not any(m.startswith("email.mime") for m in modules)
 
@@ -126,3 +139,21 @@ def test_unknown_command_is_still_one_usage_error(capsys: pytest.CaptureFixture[
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'bogus'" in err and "'keys'" in err
+
+
+@pytest.mark.parametrize("columns", ["57", "133", "", "not a number"])
+def test_help_is_as_wide_as_argparse_would_make_it(
+        columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The formatter that spares ``shutil`` wraps help exactly as argparse's own."""
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = cli._HelpFormatter("lora-gateway")
+    stock = argparse.HelpFormatter("lora-gateway")
+    assert ours._width == stock._width == shutil.get_terminal_size().columns - 2
+    assert ours._max_help_position == stock._max_help_position
+    parser = cli.build_parser("keys")
+    assert isinstance(parser, cli._Parser)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert all(isinstance(p, cli._Parser) for p in sub.choices.values())
+    assert parser.format_help() == cli.build_parser().format_help()

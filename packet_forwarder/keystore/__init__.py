@@ -2,7 +2,9 @@
 
 ``store`` keeps them in SQLite with AES-GCM-sealed key columns under a master key file;
 ``index`` is the in-memory DevAddr → candidate sessions map the per-frame check reads;
-``importer`` reads operator files; ``accounting`` counts and rate-limits drop logs.
+``importer`` reads operator files (``keys import`` only, so it is not re-exported here:
+the running daemon never loads it, nor ``csv``); ``accounting`` counts and rate-limits
+drop logs.
 """
 
 from packet_forwarder.keystore.accounting import RateLimitedLog, VerdictCounters
@@ -13,7 +15,6 @@ from packet_forwarder.keystore.errors import (
     RecordError,
     StoreDamagedError,
 )
-from packet_forwarder.keystore.importer import ImportRows, read_import_file, validate_rows
 from packet_forwarder.keystore.index import Candidate, RootEntry, SessionIndex, session_public
 from packet_forwarder.keystore.records import MAC_VERSIONS, DeviceSession, RootKey
 from packet_forwarder.keystore.store import Applied, KeyStore, Loaded, StoredSession
@@ -24,7 +25,6 @@ __all__ = [
     "Candidate",
     "DeviceSession",
     "ImportFileError",
-    "ImportRows",
     "KeyStore",
     "KeyStoreError",
     "Loaded",
@@ -37,7 +37,5 @@ __all__ = [
     "StoreDamagedError",
     "StoredSession",
     "VerdictCounters",
-    "read_import_file",
     "session_public",
-    "validate_rows",
 ]

@@ -42,7 +42,10 @@ class Candidate:
         self.is_11 = session.is_11
         self.key_id = stored.key_id
         self.mic_key = CmacKey(session.f_nwk_s_int_key)
-        self.s_key = CmacKey(session.s_nwk_s_int_key)
+        # A 1.0.x session's keys are one NwkSKey: one prepared key (two OpenSSL CMAC
+        # contexts, ~1.6 kB resident) serves both, as CmacKey is never mutated.
+        self.s_key = (self.mic_key if session.s_nwk_s_int_key == session.f_nwk_s_int_key
+                      else CmacKey(session.s_nwk_s_int_key))
         self.last_fcnt: int | None = session.last_fcnt
         self.repeats = 0
         self.stale = stale
