@@ -1,4 +1,4 @@
-"""A paho client that reads its socket in large chunks instead of a few bytes at a time.
+"""A paho client that reads and writes its socket in chunks instead of a packet at a time.
 
 paho reads every incoming packet with three ``recv`` calls (the command byte, each
 remaining-length byte, then the rest): a PUBACK, four bytes, costs three system calls,
@@ -10,28 +10,54 @@ The chunk can outlive one ``loop_read`` (paho stops after as many packets as it 
 messages in flight), so whoever drives the socket must call ``loop_read`` again while
 ``buffered()`` says bytes wait: a readable-socket watcher alone would not fire for
 them. ``MqttLink`` does.
+
+Writes: paho sends each queued packet with its own ``send`` call, and on loopback or a
+Pi's network stack each call costs far more than the bytes it carries. A write pass
+here sends everything queued in one call, then lets paho's own loop account for the
+bytes that went (its per-packet bookkeeping, QoS 0 callbacks and DISCONNECT handling
+unchanged): see ``_packet_write``.
+
+PUBACKs: paho builds a ``Properties`` object (a table of every MQTT 5 property name,
+tens of µs) and a ``ReasonCode`` for each one it reads, though a successful PUBACK
+carries neither; ``_handle_pubackcomp`` answers that case with shared instances.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["CHUNK", "ChunkedClient"]
+__all__ = ["CHUNK", "WRITE_CHUNK", "ChunkedClient"]
 
 CHUNK = 64 * 1024
 """Bytes asked of the kernel per read; a PUBACK is 4 to 8 bytes."""
+WRITE_CHUNK = 64 * 1024
+"""At most this many queued bytes (whole packets, and at least one) go in one ``send``."""
+
+_DISCONNECT = 0xE0
 
 
 class ChunkedClient(mqtt.Client):
-    """``paho.mqtt.client.Client`` whose socket reads go through a chunk buffer."""
+    """``paho.mqtt.client.Client`` whose socket reads go through a chunk buffer, whose
+    queued packets leave in one write, and whose successful PUBACKs allocate nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._chunk_pos = 0
+        self._write_budget: int | None = None
+        """While paho accounts for one coalesced write: the bytes it has not yet been
+        told about (``_sock_send`` then hands out this budget instead of writing)."""
+        self._puback_ok = ReasonCode(PacketTypes.PUBACK)
+        # paho's Properties has no annotations
+        self._no_properties = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+        """Passed to ``on_publish`` for every successful PUBACK: shared, so callbacks
+        must not modify them (``MqttLink`` only reads ``is_failure``)."""
 
     def reconnect(self) -> MQTTErrorCode:
         """A new connection starts with nothing buffered.
@@ -63,3 +89,69 @@ class ChunkedClient(mqtt.Client):
         end = min(pos + bufsize, len(self._chunk))  # a short read, as a socket's may be
         self._chunk_pos = end
         return self._chunk[pos:end]
+
+    # --- writes -------------------------------------------------------------------------
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """Send every queued packet (up to ``WRITE_CHUNK`` bytes) in one ``send``.
+
+        paho's own loop then runs over the queue with ``_sock_send`` reporting the
+        bytes that really went, packet by packet: it finishes the packets sent whole
+        (exactly as after its own writes) and keeps the rest, a partly sent one with
+        its position, for the next pass. A full socket leaves everything queued.
+        """
+        queue = self._out_packet
+        if len(queue) < 2:
+            return super()._packet_write()
+        parts: list[bytes | bytearray] = []
+        size = 0
+        for packet in queue:
+            data = packet["packet"]
+            pos = packet["pos"]
+            parts.append(data[pos:] if pos else data)
+            size += len(data) - pos
+            if size >= WRITE_CHUNK or packet["command"] & 0xF0 == _DISCONNECT:
+                break  # nothing is written after a DISCONNECT: paho closes there
+        try:
+            sent = super()._sock_send(b"".join(parts))
+        except (AttributeError, ValueError):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        self._write_budget = sent
+        try:
+            return super()._packet_write()
+        finally:
+            self._write_budget = None
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        """paho's write; during ``_packet_write``'s accounting, the bytes already sent."""
+        budget = self._write_budget
+        if budget is None:
+            return super()._sock_send(buf)
+        if budget == 0:
+            raise BlockingIOError  # the rest waits, as after a short write
+        taken = min(len(buf), budget)
+        self._write_budget = budget - taken
+        return taken
+
+    # --- PUBACKs ------------------------------------------------------------------------
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        """A successful PUBACK (reason code omitted, or 0 without properties) goes to
+        ``on_publish`` with the shared success code and empty properties; anything else
+        (a failure code, properties, PUBCOMP) through paho's own decoder."""
+        packet = self._in_packet["packet"]
+        size = len(packet)
+        if cmd != "PUBACK" or not (size == 2 or (
+                size == 3 and packet[2] == 0 and self._protocol == MQTTProtocolVersion.MQTTv5)):
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, self._puback_ok, self._no_properties)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
