@@ -28,7 +28,7 @@ from gateway.radio_thread import RadioThread
 from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import CrcStatus, RxPacket
-from packet_forwarder.chirpstack import build_uplink_frame, make_context
+from packet_forwarder.chirpstack import TxInfoCache, build_uplink_frame, make_context
 from packet_forwarder.edge_filter import Verdict
 from packet_forwarder.lorawan import device_key
 
@@ -107,6 +107,7 @@ class RadioLoop:
         """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
         gives every uplink its ``time_since_gps_epoch`` (UDP ``tmms``) while GPS is locked."""
         self._next_uplink_id = random.getrandbits(32)
+        self._tx_infos = TxInfoCache()
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -238,6 +239,7 @@ class RadioLoop:
             gw_time_ns=received_ns if plausible else None,
             context=context,
             fine_time_since_gps_epoch_ns=self._fine_time_gps_ns(packet),
+            tx_infos=self._tx_infos,
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags
