@@ -40,6 +40,7 @@ WRITE_CHUNK = 64 * 1024
 """At most this many queued bytes (whole packets, and at least one) go in one ``send``."""
 
 _DISCONNECT = 0xE0
+_PUBACK = 0x40
 
 
 class ChunkedClient(mqtt.Client):
@@ -140,6 +141,19 @@ class ChunkedClient(mqtt.Client):
 
     # --- PUBACKs ------------------------------------------------------------------------
 
+    def _packet_read(self) -> MQTTErrorCode:
+        """A whole plain PUBACK waiting in the chunk (``40 02`` and the message id: what a
+        broker sends for every accepted QoS 1 publish) is taken in one step; anything
+        else, or a packet paho has begun reading, goes through paho's byte-wise reader."""
+        chunk, pos = self._chunk, self._chunk_pos
+        if (len(chunk) - pos >= 4 and chunk[pos] == _PUBACK and chunk[pos + 1] == 2
+                and self._in_packet["command"] == 0):
+            self._chunk_pos = pos + 4
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+            return self._puback_success(chunk[pos + 2] << 8 | chunk[pos + 3])
+        return super()._packet_read()
+
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         """A successful PUBACK (reason code omitted, or 0 without properties) goes to
         ``on_publish`` with the shared success code and empty properties; anything else
@@ -149,8 +163,11 @@ class ChunkedClient(mqtt.Client):
         if cmd != "PUBACK" or not (size == 2 or (
                 size == 3 and packet[2] == 0 and self._protocol == MQTTProtocolVersion.MQTTv5)):
             return super()._handle_pubackcomp(cmd)
-        mid = packet[0] << 8 | packet[1]
-        self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+        return self._puback_success(packet[0] << 8 | packet[1])
+
+    def _puback_success(self, mid: int) -> MQTTErrorCode:
+        """What paho does for a PUBACK, without decoding what a success does not carry."""
+        self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBACK (Mid: %d)", mid)
         with self._out_message_mutex:
             if mid in self._out_messages:
                 return self._do_on_publish(mid, self._puback_ok, self._no_properties)

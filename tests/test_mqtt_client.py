@@ -263,3 +263,19 @@ def test_a_successful_puback_builds_no_properties(monkeypatch: pytest.MonkeyPatc
 
         monkeypatch.setattr("paho.mqtt._packet.Properties", refuse)
         assert [m for m, _ in acks_after(client, b, bytes((0x40, 2, 0, mid)))] == [mid]
+
+
+def test_a_puback_split_across_reads_and_one_after_a_failure_are_both_reported() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        mids = publish_burst(client, 3)
+        client.loop_write()
+        got = acks_after(client, b, bytes((0x40, 2, 0)))  # half a PUBACK: nothing yet
+        assert got == []
+        got += acks_after(client, b, bytes((mids[0], 0x40, 3, 0, mids[1], 0x87,
+                                            0x40, 2, 0, mids[2])))
+        assert [mid for mid, _ in got] == mids
+        assert [reason.is_failure for _, reason in got] == [False, True, False]
+        assert client._out_messages == {}
