@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -43,6 +44,14 @@ ERROR_BACKOFF_S = 1.0
 LOOP_TICK_S = 1.0
 """``after_poll`` runs on the loop at least this often even when nothing is received."""
 PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
+
+
+class HeldWrites(Protocol):
+    """A link that can keep a batch's publishes queued and write them in one pass."""
+
+    def hold_writes(self) -> None: ...
+
+    def release_writes(self) -> None: ...
 
 
 @dataclass
@@ -90,7 +99,10 @@ class RadioLoop:
         edge_check: Callable[[bytes], Verdict] | None = None,
         radio_service: RadioService | None = None,
         gps_time_at: Callable[[int], int | None] | None = None,
+        links: Sequence[HeldWrites] = (),
     ) -> None:
+        """``links``: the MQTT links uplinks leave by; their writes are held while a
+        batch is submitted, so the batch goes out at its end, in the same loop turn."""
         self._conc = concentrator
         self._thread = radio_thread
         self._submit = submit
@@ -104,6 +116,7 @@ class RadioLoop:
         self._on_alive = on_alive
         self._edge_check = edge_check
         self._gps_time_at = gps_time_at
+        self._links = tuple(links)
         """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
         gives every uplink its ``time_since_gps_epoch`` (UDP ``tmms``) while GPS is locked."""
         self._next_uplink_id = random.getrandbits(32)
@@ -161,8 +174,15 @@ class RadioLoop:
     def _deliver(self, received: Received) -> None:
         """Event loop: submit one batch in arrival order."""
         handle = self._handle
-        for packet, context in received:
-            handle(packet, context)
+        links = self._links
+        for link in links:
+            link.hold_writes()
+        try:
+            for packet, context in received:
+                handle(packet, context)
+        finally:
+            for link in links:
+                link.release_writes()
         if self._after_poll is not None:
             self._after_poll()
 
