@@ -226,6 +226,9 @@ class MqttLink:
         self._up_since = 0.0
         self._holding = 0
         """Above 0 between ``hold_writes`` and ``release_writes``."""
+        self._reading = False
+        self._ready_due = False
+        """PUBACKs freed slots during this read: tell the listeners at its end."""
 
     # ----- public API -------------------------------------------------------------
 
@@ -492,7 +495,14 @@ class MqttLink:
         if not session.watched:
             return
         client = session.client
-        client.loop_read()
+        self._reading = True
+        try:
+            client.loop_read()
+        finally:
+            self._reading = False
+        if self._ready_due:  # once per read, however many PUBACKs it brought
+            self._ready_due = False
+            self._fire_ready()
         sock = session.sock
         # Bytes already read (our chunk, or TLS's decrypted record) that select() cannot
         # see: read them now.
@@ -640,7 +650,11 @@ class MqttLink:
         return True
 
     def _schedule_ready(self) -> None:
-        """Coalesce many PUBACKs read at once into one ready notification."""
+        """Coalesce many PUBACKs read at once into one ready notification: at the end of
+        the read that brought them, or (outside a read) at the next loop turn."""
+        if self._reading:
+            self._ready_due = True
+            return
         if not self._ready_scheduled and self._loop is not None and self._ready_listeners:
             self._ready_scheduled = True
             self._loop.call_soon(self._fire_ready)

@@ -412,3 +412,28 @@ def test_a_held_burst_bigger_than_the_socket_buffer_still_goes_out_whole(
         run(scenario())
     finally:
         sub.close()
+
+
+def test_ready_listeners_hear_of_freed_slots_in_the_read_that_freed_them(
+        broker: MosquittoBroker) -> None:
+    """The ready notification follows the PUBACKs within the same loop turn: whatever
+    the result callback schedules for the next turn runs after it."""
+
+    async def scenario() -> None:
+        h = Harness(settings(broker.url, max_inflight=1))
+        await h.start()
+        loop = asyncio.get_running_loop()
+        events: list[str] = []
+        h.link.add_ready_listener(lambda: events.append("ready"))
+
+        def on_result(ok: bool) -> None:
+            events.append(f"result {ok}")
+            loop.call_soon(events.append, "next turn")
+
+        assert h.link.publish(TOPICS.event("up"), b"x", on_result=on_result, bulk=True)
+        assert not h.link.can_publish()  # the window of one is full until the PUBACK
+        await until(lambda: "next turn" in events, "the PUBACK")
+        assert events == ["result True", "ready", "next turn"]
+        await h.stop()
+
+    run(scenario())
