@@ -116,9 +116,9 @@ class RadioLoop:
         self._on_alive = on_alive
         self._edge_check = edge_check
         self._gps_time_at = gps_time_at
-        self._links = tuple(links)
         """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
         gives every uplink its ``time_since_gps_epoch`` (UDP ``tmms``) while GPS is locked."""
+        self._links = tuple(links)
         self._next_uplink_id = random.getrandbits(32)
         self._tx_infos = TxInfoCache()
         self._synced = clock_synchronised()
