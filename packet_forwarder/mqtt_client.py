@@ -51,6 +51,9 @@ class ChunkedClient(mqtt.Client):
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._chunk_pos = 0
+        self._drained: bool | None = None
+        """Within one ``loop_read`` (None outside): a socket read came back short, so the
+        kernel had nothing more then; what arrives later makes the socket readable again."""
         self._write_budget: int | None = None
         """While paho accounts for one coalesced write: the bytes it has not yet been
         told about (``_sock_send`` then hands out this budget instead of writing)."""
@@ -73,6 +76,16 @@ class ChunkedClient(mqtt.Client):
         """Bytes read from the socket that paho has not consumed yet."""
         return len(self._chunk) - self._chunk_pos
 
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's read pass; it ends at the chunk's end when the read that filled the
+        chunk emptied the socket, instead of asking the kernel again (a system call
+        and an exception for the "nothing waiting" paho needs to stop)."""
+        self._drained = False
+        try:
+            return super().loop_read(max_packets)
+        finally:
+            self._drained = None
+
     def _sock_recv(self, bufsize: int) -> bytes:
         """paho's read: from the chunk; a real read only once it is used up.
 
@@ -82,7 +95,12 @@ class ChunkedClient(mqtt.Client):
         """
         pos = self._chunk_pos
         if pos >= len(self._chunk):
-            data = super()._sock_recv(max(bufsize, CHUNK))
+            if self._drained:
+                raise BlockingIOError  # as the kernel would have said a moment ago
+            wanted = max(bufsize, CHUNK)
+            data = super()._sock_recv(wanted)
+            if self._drained is not None:
+                self._drained = len(data) < wanted
             if len(data) <= bufsize:  # end of stream, or no more than was asked
                 self._chunk, self._chunk_pos = b"", 0
                 return data

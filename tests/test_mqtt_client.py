@@ -279,3 +279,18 @@ def test_a_puback_split_across_reads_and_one_after_a_failure_are_both_reported()
         assert [mid for mid, _ in got] == mids
         assert [reason.is_failure for _, reason in got] == [False, True, False]
         assert client._out_messages == {}
+
+
+def test_a_read_pass_that_emptied_the_socket_does_not_ask_the_kernel_again() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, counted = queued_client(a)
+        mids = publish_burst(client, 3)
+        client.loop_write()
+        got = acks_after(client, b, bytes((0x40, 2, 0, mids[0], 0x40, 2, 0, mids[1])))
+        assert [mid for mid, _ in got] == mids[:2]
+        assert counted.reads == 1  # paho wanted a third packet: the chunk said none waits
+        got = acks_after(client, b, bytes((0x40, 2, 0, mids[2])))  # later bytes: read
+        assert [mid for mid, _ in got] == mids[2:]
+        assert client._out_messages == {}
