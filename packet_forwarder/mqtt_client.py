@@ -37,7 +37,7 @@ __all__ = ["CHUNK", "WRITE_CHUNK", "ChunkedClient"]
 CHUNK = 64 * 1024
 """Bytes asked of the kernel per read; a PUBACK is 4 to 8 bytes."""
 WRITE_CHUNK = 64 * 1024
-"""At most this many queued bytes (whole packets, and at least one) go in one ``send``."""
+"""A write pass joins queued packets (whole ones) until they reach this many bytes."""
 
 _DISCONNECT = 0xE0
 _PUBACK = 0x40
@@ -112,7 +112,7 @@ class ChunkedClient(mqtt.Client):
     # --- writes -------------------------------------------------------------------------
 
     def _packet_write(self) -> MQTTErrorCode:
-        """Send every queued packet (up to ``WRITE_CHUNK`` bytes) in one ``send``.
+        """Send the queued packets (``WRITE_CHUNK`` bytes' worth) in one ``send``.
 
         paho's own loop then runs over the queue with ``_sock_send`` reporting the
         bytes that really went, packet by packet: it finishes the packets sent whole
@@ -138,7 +138,7 @@ class ChunkedClient(mqtt.Client):
         except BlockingIOError:
             return MQTTErrorCode.MQTT_ERR_AGAIN
         except OSError as err:
-            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
             return MQTTErrorCode.MQTT_ERR_CONN_LOST
         self._write_budget = sent
         try:
