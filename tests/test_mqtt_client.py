@@ -294,3 +294,27 @@ def test_a_read_pass_that_emptied_the_socket_does_not_ask_the_kernel_again() -> 
         got = acks_after(client, b, bytes((0x40, 2, 0, mids[2])))  # later bytes: read
         assert [mid for mid, _ in got] == mids[2:]
         assert client._out_messages == {}
+
+
+def test_a_queue_larger_than_one_write_chunk_goes_out_over_several_passes() -> None:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        big = [bytes([i]) * 30_000 for i in range(5)]
+        chunked, counted = queued_client(a)
+        plain, _ = queued_client(c, mqtt.Client)
+        for client in (chunked, plain):
+            for i, payload in enumerate(big):
+                client.publish(f"up/{i}", payload, qos=1)
+        sent = b""
+        passes = 0
+        while chunked.want_write() and passes < 10:
+            chunked.loop_write()
+            sent += drain(b)
+            passes += 1
+        expected = b""
+        while plain.want_write():
+            plain.loop_write()
+            expected += drain(d)
+        assert sent == expected
+        assert passes >= 2 and counted.sends == passes  # one send per pass, never per packet
