@@ -49,7 +49,12 @@ AckCallback = Callable[[bool], None]
 
 
 class UplinkSink(Protocol):
-    """Where the buffer delivers records (the MQTT publisher in production)."""
+    """Where the buffer delivers records (the MQTT publisher in production).
+
+    A sink may also have ``ready_after_results = True``: a promise to call the buffer's
+    ``sink_ready`` (on the loop, in the same loop turn) after every batch of successful
+    results it reports, so the buffer does not schedule a pump of its own per batch.
+    """
 
     def can_send(self) -> bool:
         """True when connected and the in-flight window has room."""

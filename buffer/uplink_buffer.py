@@ -100,6 +100,9 @@ class UplinkBuffer:
         self._pumping = False
         self._pump_again = False
         self._pump_scheduled = False
+        self._ready_follows_results = bool(getattr(sink, "ready_after_results", False))
+        """The sink calls ``sink_ready`` after every batch of results it reports (see
+        ``UplinkSink``): an acknowledgement then needs no pump of its own."""
         self._paused = False
         self._drain_timer: asyncio.TimerHandle | None = None
         self._outstanding = 0
@@ -272,7 +275,8 @@ class UplinkBuffer:
         if ok:
             if self._backlog.ack(seq, generation):
                 self._counts["acked"] += 1
-                self._pump_soon()
+                if not self._ready_follows_results:
+                    self._pump_soon()
         elif self._backlog.nack(seq, generation):
             self._counts["nacked"] += 1
             self._paused = True

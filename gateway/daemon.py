@@ -222,6 +222,7 @@ class Daemon:
             edge_check=edge_filter.check,
             radio_service=downlink.service_radio,
             gps_time_at=downlink.class_b.gps_time_at if downlink.class_b is not None else None,
+            links=[link, *servers.mqtt_links()],
         )
         stats = StatsPublisher(link, topics, gateway_id, self.counters, buffer,
                                interval_s=self.config.mqtt.stats_interval_s,

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -28,7 +29,7 @@ from gateway.radio_thread import RadioThread
 from hal.errors import HalError
 from hal.interface import Concentrator
 from hal.types import CrcStatus, RxPacket
-from packet_forwarder.chirpstack import build_uplink_frame, make_context
+from packet_forwarder.chirpstack import TxInfoCache, build_uplink_frame, make_context
 from packet_forwarder.edge_filter import Verdict
 from packet_forwarder.lorawan import device_key
 
@@ -43,6 +44,14 @@ ERROR_BACKOFF_S = 1.0
 LOOP_TICK_S = 1.0
 """``after_poll`` runs on the loop at least this often even when nothing is received."""
 PLAUSIBLE_EPOCH_NS = 1_704_067_200 * 10**9  # 2024-01-01: earlier wall times are a Pi without RTC
+
+
+class HeldWrites(Protocol):
+    """A link that can keep a batch's publishes queued and write them in one pass."""
+
+    def hold_writes(self) -> None: ...
+
+    def release_writes(self) -> None: ...
 
 
 @dataclass
@@ -90,7 +99,10 @@ class RadioLoop:
         edge_check: Callable[[bytes], Verdict] | None = None,
         radio_service: RadioService | None = None,
         gps_time_at: Callable[[int], int | None] | None = None,
+        links: Sequence[HeldWrites] = (),
     ) -> None:
+        """``links``: the MQTT links uplinks leave by; their writes are held while a
+        batch is submitted, so the batch goes out at its end, in the same loop turn."""
         self._conc = concentrator
         self._thread = radio_thread
         self._submit = submit
@@ -106,7 +118,9 @@ class RadioLoop:
         self._gps_time_at = gps_time_at
         """Counter µs → GPS µs (None without lock): places SX1303 fine times in GPS time, and
         gives every uplink its ``time_since_gps_epoch`` (UDP ``tmms``) while GPS is locked."""
+        self._links = tuple(links)
         self._next_uplink_id = random.getrandbits(32)
+        self._tx_infos = TxInfoCache()
         self._synced = clock_synchronised()
         self._synced_checked = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,8 +174,15 @@ class RadioLoop:
     def _deliver(self, received: Received) -> None:
         """Event loop: submit one batch in arrival order."""
         handle = self._handle
-        for packet, context in received:
-            handle(packet, context)
+        links = self._links
+        for link in links:
+            link.hold_writes()
+        try:
+            for packet, context in received:
+                handle(packet, context)
+        finally:
+            for link in links:
+                link.release_writes()
         if self._after_poll is not None:
             self._after_poll()
 
@@ -238,6 +259,7 @@ class RadioLoop:
             gw_time_ns=received_ns if plausible else None,
             context=context,
             fine_time_since_gps_epoch_ns=self._fine_time_gps_ns(packet),
+            tx_infos=self._tx_infos,
         )
         if flags:
             frame.rx_info.metadata["edge_flags"] = flags

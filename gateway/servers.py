@@ -223,6 +223,10 @@ class ExtraServers:
             else:
                 self.servers.append(self._mqtt(s, buffer, gateway_id, downlink))
 
+    def mqtt_links(self) -> list[MqttLink]:
+        """The links of the MQTT servers (the radio loop holds their writes per batch)."""
+        return [s.link for s in self.servers if isinstance(s.link, MqttLink)]
+
     @staticmethod
     def _udp(s: ServerSection, make: _MakeBuffer, gateway_id: str, downlink: DownlinkPath,
              power: int) -> ExtraServer:

@@ -38,6 +38,10 @@ class MqttUplinkSink:
     becomes possible again: after a connect and when in-flight slots free up.
     """
 
+    ready_after_results = True
+    """The link calls its ready listeners after every batch of PUBACKs it reads, in
+    the same loop turn (``MqttLink._on_readable``): see ``buffer.types.UplinkSink``."""
+
     def __init__(self, link: MqttLink, topics: Topics, marshaler: str = PROTOBUF) -> None:
         if marshaler not in (PROTOBUF, JSON):
             raise UnknownMarshalerError(f"unknown marshaler {marshaler!r}")

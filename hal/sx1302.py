@@ -219,19 +219,21 @@ class Sx1302Concentrator:
         data = self._spi.burst_read(RX_FIFO_ADDR, waiting, fifo=True)
         self._read_counter()  # after the fetch: the packets predate this sample
         packets = []
+        rssi_correction = self._rssi_correction_db()  # one temperature for the whole batch
         for record in parse_rx_buffer(data, self.rx_errors):
-            packet = self._to_packet(record, layout)
+            packet = self._to_packet(record, layout, rssi_correction)
             if packet is not None:
                 packets.append(packet)
         return packets
 
-    def _to_packet(self, rec: RxRecord, layout: RadioLayout) -> RxPacket | None:
+    def _to_packet(self, rec: RxRecord, layout: RadioLayout,
+                   rssi_correction: float) -> RxPacket | None:
         chain = layout.chain(rec.if_chain)
         if chain is None:
             self._drop("unconfigured_chain", f"IF chain {rec.if_chain} is not in the plan")
             return None
         if chain.index == FSK_CHAIN:
-            return self._fsk_packet(rec, chain)
+            return self._fsk_packet(rec, chain, rssi_correction)
         code_rate = CR_FROM_CODE.get(rec.coding_rate)
         if code_rate is None:
             self._drop("bad_coding_rate", f"coding rate code {rec.coding_rate}")
@@ -250,8 +252,8 @@ class Sx1302Concentrator:
             payload=rec.payload, frequency_hz=chain.channel.frequency_hz, if_chain=chain.index,
             rf_chain=chain.rf_chain, modulation=Modulation.LORA,
             spreading_factor=rec.spreading_factor, bandwidth_hz=bw, code_rate=code_rate,
-            crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + self._rssi_correction_db(),
-            rssi_signal_dbm=rec.rssi_sig_raw + self._rssi_correction_db(), snr_db=rec.snr_raw / 4,
+            crc_status=_crc_status(rec), rssi_dbm=rec.rssi_chan_raw + rssi_correction,
+            rssi_signal_dbm=rec.rssi_sig_raw + rssi_correction, snr_db=rec.snr_raw / 4,
             count_us=(self._counter.expand_packet(rec.timestamp_ticks) - delay) % COUNTER_MODULO,
             freq_offset_hz=freq_offset, modem_id=rec.modem_id,
             fine_time_ns=None if fine is None else fine[0],
@@ -271,9 +273,9 @@ class Sx1302Concentrator:
             return None
         return result[0], self._counter.expand_packet(result[1])
 
-    def _fsk_packet(self, rec: RxRecord, chain: IfChain) -> RxPacket:
+    def _fsk_packet(self, rec: RxRecord, chain: IfChain, rssi_correction: float) -> RxPacket:
         raw = float(rec.rssi_chan_raw)
-        rssi = sum(k * raw**i for i, k in enumerate(FSK_RSSI_POLY)) + self._rssi_correction_db()
+        rssi = sum(k * raw**i for i, k in enumerate(FSK_RSSI_POLY)) + rssi_correction
         # The FSK stamp is early: the reference *adds* 680000/bitrate - 20 µs
         # (``sx1302_parse``, loragw_sx1302.c), unlike the LoRa decoder delay.
         correction = fsk_decoder_delay_us(chain.channel.datarate_bps)

@@ -82,19 +82,52 @@ def parse_context(context: bytes) -> Context | None:
     return Context(*_CONTEXT.unpack(context))
 
 
+class TxInfoCache:
+    """Prepared ``tx_info`` messages, one per (frequency, modulation parameters) heard.
+
+    A gateway hears a handful of channels and data rates, so the same few ``tx_info``
+    messages are built again and again: copying a prepared one costs a fraction of
+    setting its nested fields one by one. Bounded: when ``max_entries`` different
+    keys have been seen (odd frequency offsets, say) it starts over.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._prepared: dict[tuple[int, str, int, int, int, str], gw_pb2.UplinkTxInfo] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._prepared)
+
+    def fill(self, tx: gw_pb2.UplinkTxInfo, rx: RxPacket) -> None:
+        """Make ``tx`` what ``_fill_tx_info`` would make it for ``rx``."""
+        key = (rx.frequency_hz, rx.modulation.value, rx.spreading_factor, rx.bandwidth_hz,
+               rx.datarate_bps, rx.code_rate)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            if len(self._prepared) >= self._max_entries:
+                self._prepared.clear()
+            prepared = self._prepared[key] = gw_pb2.UplinkTxInfo()
+            _fill_tx_info(prepared, rx)
+        tx.CopyFrom(prepared)
+
+
 def build_uplink_frame(
     rx: RxPacket, *, gateway_id: str, uplink_id: int, gw_time_ns: int | None, context: bytes,
-    fine_time_since_gps_epoch_ns: int | None = None,
+    fine_time_since_gps_epoch_ns: int | None = None, tx_infos: TxInfoCache | None = None,
 ) -> gw_pb2.UplinkFrame:
     """The ``UplinkFrame`` for one received packet; ``gw_time_ns`` None leaves gw_time out.
 
     ``fine_time_since_gps_epoch_ns`` (SX1303 with GPS lock) is what the network server's
-    TDOA geolocation uses; None leaves it out.
+    TDOA geolocation uses; None leaves it out. ``tx_infos`` (the radio loop keeps one)
+    supplies ``tx_info`` from prepared messages; the result is the same without it.
 
     Runs for every frame: fields are set in place (no temporary messages copied in).
     """
     frame = gw_pb2.UplinkFrame(phy_payload=rx.payload)
-    _fill_tx_info(frame.tx_info, rx)
+    if tx_infos is not None:
+        tx_infos.fill(frame.tx_info, rx)
+    else:
+        _fill_tx_info(frame.tx_info, rx)
     info = frame.rx_info
     info.gateway_id = gateway_id
     info.uplink_id = uplink_id & _U32_MAX

@@ -193,6 +193,8 @@ class _Session:
     """paho's last error log line (e.g. the TLS alert that closed the socket)."""
     write_due: bool = False
     """A write pass is scheduled for the end of this loop turn (see ``_on_register_write``)."""
+    write_held: bool = False
+    """Bytes were queued while writes are held: ``release_writes`` writes them."""
     writer_watched: bool = False
     """The socket is watched for writability (a write pass left bytes behind)."""
 
@@ -226,6 +228,11 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._down_since = time.monotonic()
         self._up_since = 0.0
+        self._holding = 0
+        """Above 0 between ``hold_writes`` and ``release_writes``."""
+        self._reading = False
+        self._ready_due = False
+        """PUBACKs freed slots during this read: tell the listeners at its end."""
 
     # ----- public API -------------------------------------------------------------
 
@@ -259,6 +266,27 @@ class MqttLink:
         elif not self._connected or len(self._pending) - len(self._bulk) >= _CONTROL_WINDOW:
             return False
         return self._publish_now(topic, payload, qos, retain, on_result, bulk=bulk)
+
+    def hold_writes(self) -> None:
+        """Keep what is published from now on queued until ``release_writes`` (pairs nest).
+
+        For a caller that publishes a batch in one go (the radio loop's uplinks): the
+        batch then goes out in one write pass at ``release_writes``, in the same loop
+        turn, instead of a pass scheduled for the next turn; each turn costs a
+        ``select`` and the loop's bookkeeping. Call both on the loop, in a
+        ``try``/``finally``.
+        """
+        self._holding += 1
+
+    def release_writes(self) -> None:
+        """End a ``hold_writes``: write what was queued meanwhile, now."""
+        self._holding = max(self._holding - 1, 0)
+        session = self._session
+        if self._holding or session is None or not session.write_held:
+            return
+        session.write_held = False
+        if session.watched and not session.write_due:  # else the scheduled pass writes
+            self._write_pass(session)
 
     async def run(self) -> None:
         """Connect, and reconnect after every loss, until ``stop()``."""
@@ -471,7 +499,14 @@ class MqttLink:
         if not session.watched:
             return
         client = session.client
-        client.loop_read()
+        self._reading = True
+        try:
+            client.loop_read()
+        finally:
+            self._reading = False
+        if self._ready_due:  # once per read, however many PUBACKs it brought
+            self._ready_due = False
+            self._fire_ready()
         sock = session.sock
         # Bytes already read (our chunk, or TLS's decrypted record) that select() cannot
         # see: read them now.
@@ -494,14 +529,20 @@ class MqttLink:
         socket is watched only when that pass leaves bytes behind (buffer full).
         """
         session = self._watched(sock)
-        if session is not None and self._loop is not None and not session.write_due:
-            session.write_due = True
-            self._loop.call_soon(self._write_due, session)
+        if session is None or self._loop is None or session.write_due:
+            return
+        if self._holding:
+            session.write_held = True  # release_writes writes them
+            return
+        session.write_due = True
+        self._loop.call_soon(self._write_due, session)
 
     def _write_due(self, session: _Session) -> None:
-        session.write_due = False
-        if not session.watched:
-            return
+        session.write_due = session.write_held = False
+        if session.watched:
+            self._write_pass(session)
+
+    def _write_pass(self, session: _Session) -> None:
         client = session.client
         client.loop_write()
         if session.watched and client.want_write():
@@ -613,7 +654,11 @@ class MqttLink:
         return True
 
     def _schedule_ready(self) -> None:
-        """Coalesce many PUBACKs read at once into one ready notification."""
+        """Coalesce many PUBACKs read at once into one ready notification: at the end of
+        the read that brought them, or (outside a read) at the next loop turn."""
+        if self._reading:
+            self._ready_due = True
+            return
         if not self._ready_scheduled and self._loop is not None and self._ready_listeners:
             self._ready_scheduled = True
             self._loop.call_soon(self._fire_ready)

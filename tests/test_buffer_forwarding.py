@@ -507,3 +507,43 @@ def test_only_frames_from_the_outage_are_paced_then_full_speed_again(tmp_path: P
         await buf.abort()
 
     run(main())
+
+
+class ReadyAfterResultsSink(FakeSink):
+    """A sink that promises ``sink_ready`` after its results (as the MQTT sink does)."""
+
+    ready_after_results = True
+
+
+def test_a_sink_that_reports_ready_after_results_drives_the_pump(tmp_path: Path) -> None:
+    async def main() -> None:
+        sink = ReadyAfterResultsSink(window=1)
+        buf = make_buffer(tmp_path / "b.sqlite", sink)
+        await buf.open()
+        submit(buf, "d1", 1)
+        submit(buf, "d2", 1)  # waits: the window of one is full
+        assert sink.sent_seqs() == [1]
+        sink.ack(1)
+        await asyncio.sleep(0.01)  # loop turns pass: the ack alone schedules no pump
+        assert sink.sent_seqs() == [1]
+        buf.sink_ready()  # what the sink does after its batch of results
+        assert sink.sent_seqs() == [1, 2]
+        sink.ack_all()
+        await buf.close()
+
+    run(main())
+
+
+def test_without_that_promise_an_ack_pumps_on_its_own(tmp_path: Path) -> None:
+    async def main() -> None:
+        sink = FakeSink(window=1)
+        buf = make_buffer(tmp_path / "b.sqlite", sink)
+        await buf.open()
+        submit(buf, "d1", 1)
+        submit(buf, "d2", 1)
+        sink.ack(1)
+        await until(lambda: sink.sent_seqs() == [1, 2])
+        sink.ack_all()
+        await buf.close()
+
+    run(main())

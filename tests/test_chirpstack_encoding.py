@@ -15,6 +15,7 @@ from hal.types import CrcStatus, Modulation, RxPacket
 from packet_forwarder.chirpstack import (
     Context,
     MessageDecodeError,
+    TxInfoCache,
     UnknownMarshalerError,
     build_uplink_frame,
     conn_state,
@@ -209,3 +210,34 @@ def test_unknown_json_fields_are_ignored_known_ones_of_the_wrong_type_are_not() 
     doc["version"] = {"not": "a string"}
     with pytest.raises(MessageDecodeError):
         unmarshal(json.dumps(doc).encode(), gw_pb2.GatewayConfiguration)
+
+
+def test_prepared_tx_info_encodes_exactly_like_one_built_field_by_field() -> None:
+    cache = TxInfoCache()
+    packets = [lora(), lora(spreading_factor=12, code_rate="4/8"), fsk(),
+               lora(frequency_hz=867_500_000, bandwidth_hz=250_000), lora(code_rate="4/9")]
+    for rx in packets * 3:  # the second and third time from the prepared messages
+        ctx = make_context(rx.count_us, 7, 0)
+        plain = build_uplink_frame(rx, gateway_id=GW, uplink_id=5, gw_time_ns=None, context=ctx)
+        cached = build_uplink_frame(rx, gateway_id=GW, uplink_id=5, gw_time_ns=None,
+                                    context=ctx, tx_infos=cache)
+        assert cached.SerializeToString() == plain.SerializeToString()
+    assert len(cache) == len(packets)
+
+
+def test_prepared_tx_info_is_copied_not_shared() -> None:
+    cache = TxInfoCache()
+    first = build_uplink_frame(lora(), gateway_id=GW, uplink_id=1, gw_time_ns=None,
+                               context=b"", tx_infos=cache)
+    first.tx_info.frequency = 1  # a caller changing its frame changes nothing prepared
+    second = build_uplink_frame(lora(), gateway_id=GW, uplink_id=1, gw_time_ns=None,
+                                context=b"", tx_infos=cache)
+    assert second.tx_info.frequency == 868_100_000
+
+
+def test_prepared_tx_info_cache_is_bounded() -> None:
+    cache = TxInfoCache(max_entries=4)
+    for n in range(10):
+        build_uplink_frame(lora(frequency_hz=868_100_000 + n), gateway_id=GW, uplink_id=1,
+                           gw_time_ns=None, context=b"", tx_infos=cache)
+        assert len(cache) <= 4

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from packet_forwarder.mqtt_client import ChunkedClient
 
@@ -91,3 +93,228 @@ def test_a_reconnect_drops_what_the_old_connection_left_in_the_chunk(pair: Any) 
     with pytest.raises(OSError):
         client.reconnect()
     assert client.buffered() == 0
+
+
+# --- writes: one send for everything queued -------------------------------------------------
+
+class LimitedSocket(CountingSocket):
+    """Counts sends; each accepts at most ``limit`` bytes (None: all), or none (``full``)."""
+
+    def __init__(self, sock: socket.socket, limit: int | None = None) -> None:
+        super().__init__(sock)
+        self.sends = 0
+        self.limit = limit
+        self.full = False
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        if self.full:
+            raise BlockingIOError
+        return self.sock.send(data[:self.limit] if self.limit is not None else data)
+
+
+def queued_client(sock: socket.socket, cls: type[mqtt.Client] = ChunkedClient,
+                  protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+                  limit: int | None = None) -> tuple[mqtt.Client, LimitedSocket]:
+    """A client that queues its publishes until ``loop_write``, as ``MqttLink`` drives it."""
+    client = cls(CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol)
+    limited = LimitedSocket(sock, limit)
+    client._sock = limited  # type: ignore[assignment]
+    client.on_socket_register_write = lambda *_: None
+    return client, limited
+
+
+def publish_burst(client: mqtt.Client, n: int, qos: int = 1) -> list[int]:
+    return [client.publish(f"up/{i}", bytes([i]) * (i + 1), qos=qos).mid for i in range(n)]
+
+
+def drain(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    got = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := sock.recv(65536):
+            got += chunk
+    return got
+
+
+def test_a_burst_goes_out_in_one_send_with_the_bytes_paho_would_send() -> None:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        chunked, counted = queued_client(a)
+        plain, _ = queued_client(c, mqtt.Client)
+        publish_burst(chunked, 40)
+        publish_burst(plain, 40)
+        chunked.loop_write()
+        plain.loop_write()
+        assert counted.sends == 1
+        assert drain(b) == drain(d)
+        assert not chunked.want_write()
+
+
+def test_a_short_write_keeps_the_rest_for_the_next_pass_in_order() -> None:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        chunked, limited = queued_client(a, limit=100)
+        plain, _ = queued_client(c, mqtt.Client)
+        publish_burst(chunked, 30)
+        publish_burst(plain, 30)
+        chunked.loop_write()
+        assert chunked.want_write()  # the socket took 100 bytes (mid-packet): the rest waits
+        sent = drain(b)
+        assert len(sent) == 100
+        limited.limit = None
+        chunked.loop_write()
+        plain.loop_write()
+        assert not chunked.want_write()
+        assert sent + drain(b) == drain(d)
+
+
+def test_a_full_socket_keeps_everything_queued() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        client, limited = queued_client(a)
+        publish_burst(client, 5)
+        limited.full = True
+        client.loop_write()
+        assert client.want_write()
+        limited.full = False
+        client.loop_write()
+        assert not client.want_write()
+        assert drain(b).count(b"up/") == 5
+
+
+def test_qos0_publishes_written_together_are_each_reported_published() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        client, limited = queued_client(a)
+        published: list[int] = []
+        client.on_publish = lambda _c, _u, mid, rc, _p: published.append(mid)
+        mids = publish_burst(client, 10, qos=0)
+        client.loop_write()
+        assert limited.sends == 1
+        assert published == mids
+
+
+# --- PUBACKs: the successful ones allocate nothing ------------------------------------------
+
+def acks_after(client: mqtt.Client, feed: socket.socket, data: bytes) -> list[tuple[int, Any]]:
+    got: list[tuple[int, Any]] = []
+    client.on_publish = lambda _c, _u, mid, reason, _p: got.append((mid, reason))
+    feed.sendall(data)
+    client.loop_read()
+    return got
+
+
+@pytest.mark.parametrize("protocol", [MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311])
+def test_a_successful_puback_reports_success_and_frees_its_message(
+        protocol: MQTTProtocolVersion) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a, protocol=protocol)
+        mids = publish_burst(client, 2)
+        client.loop_write()
+        # v5 may send the reason code (0) explicitly; 3.1.1 never does
+        acks = bytes((0x40, 2, 0, mids[0]))
+        if protocol == MQTTProtocolVersion.MQTTv5:
+            acks += bytes((0x40, 3, 0, mids[1], 0))
+        got = acks_after(client, b, acks)
+        expected = mids if protocol == MQTTProtocolVersion.MQTTv5 else mids[:1]
+        assert [mid for mid, _ in got] == expected
+        assert all(not reason.is_failure and reason.value == 0 for _, reason in got)
+        assert sorted(client._out_messages) == sorted(set(mids) - set(expected))
+
+
+def test_a_failed_puback_still_reports_its_reason_code() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        [mid] = publish_burst(client, 1)
+        client.loop_write()
+        got = acks_after(client, b, bytes((0x40, 3, 0, mid, 0x87)))  # not authorised
+        assert [m for m, _ in got] == [mid]
+        assert got[0][1].is_failure and got[0][1].value == 0x87
+
+
+def test_a_puback_for_an_unknown_mid_is_ignored() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        publish_burst(client, 1)
+        client.loop_write()
+        assert acks_after(client, b, bytes((0x40, 2, 0x7F, 0x7F))) == []
+        assert len(client._out_messages) == 1
+
+
+def test_a_successful_puback_builds_no_properties(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        [mid] = publish_burst(client, 1)
+        client.loop_write()
+
+        def refuse(*_: object) -> None:
+            raise AssertionError("a Properties table was built for a plain PUBACK")
+
+        monkeypatch.setattr("paho.mqtt._packet.Properties", refuse)
+        assert [m for m, _ in acks_after(client, b, bytes((0x40, 2, 0, mid)))] == [mid]
+
+
+def test_a_puback_split_across_reads_and_one_after_a_failure_are_both_reported() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        mids = publish_burst(client, 3)
+        client.loop_write()
+        got = acks_after(client, b, bytes((0x40, 2, 0)))  # half a PUBACK: nothing yet
+        assert got == []
+        got += acks_after(client, b, bytes((mids[0], 0x40, 3, 0, mids[1], 0x87,
+                                            0x40, 2, 0, mids[2])))
+        assert [mid for mid, _ in got] == mids
+        assert [reason.is_failure for _, reason in got] == [False, True, False]
+        assert client._out_messages == {}
+
+
+def test_a_read_pass_that_emptied_the_socket_does_not_ask_the_kernel_again() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, counted = queued_client(a)
+        mids = publish_burst(client, 3)
+        client.loop_write()
+        got = acks_after(client, b, bytes((0x40, 2, 0, mids[0], 0x40, 2, 0, mids[1])))
+        assert [mid for mid, _ in got] == mids[:2]
+        assert counted.reads == 1  # paho wanted a third packet: the chunk said none waits
+        got = acks_after(client, b, bytes((0x40, 2, 0, mids[2])))  # later bytes: read
+        assert [mid for mid, _ in got] == mids[2:]
+        assert client._out_messages == {}
+
+
+def test_a_queue_larger_than_one_write_chunk_goes_out_over_several_passes() -> None:
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    with a, b, c, d:
+        big = [bytes([i]) * 30_000 for i in range(5)]
+        chunked, counted = queued_client(a)
+        plain, _ = queued_client(c, mqtt.Client)
+        for client in (chunked, plain):
+            for i, payload in enumerate(big):
+                client.publish(f"up/{i}", payload, qos=1)
+        sent = b""
+        passes = 0
+        while chunked.want_write() and passes < 10:
+            chunked.loop_write()
+            sent += drain(b)
+            passes += 1
+        expected = b""
+        while plain.want_write():
+            plain.loop_write()
+            expected += drain(d)
+        assert sent == expected
+        assert passes >= 2 and counted.sends == passes  # one send per pass, never per packet

@@ -353,3 +353,87 @@ def test_a_burst_bigger_than_the_socket_buffer_goes_out_whole_and_in_order(
         run(scenario())
     finally:
         sub.close()
+
+
+def test_held_writes_go_out_together_at_release_in_the_same_turn(broker: MosquittoBroker) -> None:
+    """A batch published between hold_writes and release_writes stays queued (no write
+    pass scheduled) and is written by the (outermost) release itself."""
+    sub = Subscriber(broker.port, TOPICS.event("up"))
+
+    async def scenario() -> None:
+        h = Harness(settings(broker.url))
+        await h.start()
+        session = h.link._session
+        assert session is not None
+        results: list[bool] = []
+        payloads = [bytes([i]) * 50 for i in range(10)]
+        h.link.hold_writes()
+        h.link.hold_writes()  # nested: only the outermost release writes
+        for p in payloads:
+            assert h.link.publish(TOPICS.event("up"), p, on_result=results.append, bulk=True)
+        h.link.release_writes()
+        assert session.client.want_write() and not session.write_due
+        h.link.release_writes()
+        assert not session.client.want_write()  # written by the release, not a later turn
+        await until(lambda: len(results) == len(payloads), "acks")
+        assert results == [True] * len(payloads)
+        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
+        assert [m.payload for m in got] == payloads
+        await h.stop()
+
+    try:
+        run(scenario())
+    finally:
+        sub.close()
+
+
+def test_a_held_burst_bigger_than_the_socket_buffer_still_goes_out_whole(
+        broker: MosquittoBroker) -> None:
+    sub = Subscriber(broker.port, TOPICS.event("up"))
+
+    async def scenario() -> None:
+        h = Harness(settings(broker.url, max_inflight=200))
+        await h.start()
+        results: list[bool] = []
+        payloads = [bytes([i % 256]) * 30_000 for i in range(200)]  # ~6 MB
+        h.link.hold_writes()
+        try:
+            for p in payloads:
+                assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
+        finally:
+            h.link.release_writes()
+        await until(lambda: len(results) == len(payloads), "acks")
+        assert results == [True] * len(payloads)
+        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
+        assert [m.payload for m in got] == payloads
+        await h.stop()
+
+    try:
+        run(scenario())
+    finally:
+        sub.close()
+
+
+def test_ready_listeners_hear_of_freed_slots_in_the_read_that_freed_them(
+        broker: MosquittoBroker) -> None:
+    """The ready notification follows the PUBACKs within the same loop turn: whatever
+    the result callback schedules for the next turn runs after it."""
+
+    async def scenario() -> None:
+        h = Harness(settings(broker.url, max_inflight=1))
+        await h.start()
+        loop = asyncio.get_running_loop()
+        events: list[str] = []
+        h.link.add_ready_listener(lambda: events.append("ready"))
+
+        def on_result(ok: bool) -> None:
+            events.append(f"result {ok}")
+            loop.call_soon(events.append, "next turn")
+
+        assert h.link.publish(TOPICS.event("up"), b"x", on_result=on_result, bulk=True)
+        assert not h.link.can_publish()  # the window of one is full until the PUBACK
+        await until(lambda: "next turn" in events, "the PUBACK")
+        assert events == ["result True", "ready", "next turn"]
+        await h.stop()
+
+    run(scenario())

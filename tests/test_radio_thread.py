@@ -248,3 +248,56 @@ async def _bug_ends_run() -> None:
             await asyncio.wait_for(rl.run(), 10)
     finally:
         radio.shutdown()
+
+
+class RecordingLink:
+    """Stands in for an MQTT link: records the hold/release calls around a batch."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.calls: list[str] = []
+
+    def hold_writes(self) -> None:
+        self.held += 1
+        self.calls.append("hold")
+
+    def release_writes(self) -> None:
+        self.held -= 1
+        self.calls.append("release")
+
+
+def deliver_with_links(submit: Callable[..., int], links: list[RecordingLink]) -> None:
+    radio = RadioThread()
+    try:
+        rl = RadioLoop(FakeChip(), radio, submit,  # type: ignore[arg-type]
+                       gateway_id="0016c001ff10a235", session=RadioSession(),
+                       poll_interval_s=0.001, forward_crc_error=False,
+                       counters=UplinkCounters(), links=links)
+        session = RadioSession()
+        rl._deliver([(p, session.context_for(p.count_us)) for p in (packet(1), packet(2))])
+    finally:
+        radio.shutdown()
+
+
+def test_a_batch_is_submitted_with_every_links_writes_held_then_released() -> None:
+    links = [RecordingLink(), RecordingLink()]
+    held_at_submit: list[list[int]] = []
+
+    def submit(device: str, body: bytes, **_: Any) -> int:
+        held_at_submit.append([link.held for link in links])
+        return 1
+
+    deliver_with_links(submit, links)
+    assert held_at_submit == [[1, 1], [1, 1]]  # both frames inside one hold
+    assert [link.calls for link in links] == [["hold", "release"]] * 2
+
+
+def test_the_links_writes_are_released_even_when_a_submit_fails() -> None:
+    links = [RecordingLink()]
+
+    def submit(device: str, body: bytes, **_: Any) -> int:
+        raise RuntimeError("a bug downstream")
+
+    with pytest.raises(RuntimeError):
+        deliver_with_links(submit, links)
+    assert links[0].calls == ["hold", "release"] and links[0].held == 0
