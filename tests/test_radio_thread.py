@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.counters import UplinkCounters
-from gateway.radio_loop import RadioLoop, RadioSession
+from gateway.radio_loop import REPOLL_BATCH, RadioLoop, RadioSession
 from gateway.radio_thread import RadioThread
 from hal.errors import HalError
 from hal.types import CrcStatus, Modulation, RxPacket
@@ -301,3 +301,49 @@ def test_the_links_writes_are_released_even_when_a_submit_fails() -> None:
     with pytest.raises(RuntimeError):
         deliver_with_links(submit, links)
     assert links[0].calls == ["hold", "release"] and links[0].held == 0
+
+
+class RecordingLoop:
+    """Stands in for the event loop: keeps what the radio thread hands over, runs it on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None:
+        self.calls.append((fn, args))
+
+    def run_all(self) -> None:
+        calls, self.calls = self.calls, []
+        for fn, args in calls:
+            fn(*args)
+
+
+def test_a_full_batch_is_fetched_again_at_once_while_the_loop_keeps_up() -> None:
+    chip = FakeChip()
+    radio = RadioThread()
+    submitted: list[bytes] = []
+
+    def submit(_device: str, body: bytes, **_: Any) -> int:
+        submitted.append(body)
+        return len(submitted)
+
+    rl = RadioLoop(chip, radio, submit, gateway_id="0016c001ff10a235",  # type: ignore[arg-type]
+                   session=RadioSession(),
+                   poll_interval_s=0.01, forward_crc_error=False, counters=UplinkCounters())
+    loop = RecordingLoop()
+    rl._loop = loop  # type: ignore[assignment]
+    try:
+        full = [packet(n) for n in range(REPOLL_BATCH)]
+        chip.batches = [full, list(full), list(full), [packet(9)]]
+        assert rl._poll_thread() == 0.0  # a full batch: poll again at once
+        assert rl._poll_thread() is None  # ... but not while the loop has not taken the last
+        loop.run_all()
+        assert len(submitted) == 2 * REPOLL_BATCH
+        assert rl._poll_thread() == 0.0  # the loop kept up: at once again
+        loop.run_all()
+        assert rl._poll_thread() is None  # one packet: the ordinary cadence
+        assert rl._poll_thread() is None  # nothing
+        loop.run_all()
+        assert len(submitted) == 3 * REPOLL_BATCH + 1
+    finally:
+        radio.shutdown()
