@@ -11,7 +11,10 @@ measures, from outside the daemon, in ``/proc/PID``:
   window the CPU % of a bare thread that only wakes every 10 ms (the floor the poll cadence
   sets on this machine);
 * CPU µs per frame at 10, 100 and 260 frames/s (the SX1302's maximum): CPU time of the
-  daemon over the window divided by frames, gross and net of the idle cost;
+  daemon over the window divided by frames, gross and net of the idle cost, and with the
+  replay feed also without what the emulated chip spent taking the frames in (the chip
+  measures that on the radio thread and the daemon logs it per replay: a real chip fills
+  its buffer with no host CPU);
 * flood: ``--flood-frames`` frames injected as fast as the emulated chip takes them,
   received by a QoS 1 subscriber; then a bare paho QoS 1 publisher sends the very payloads
   the daemon published, with the daemon's in-flight window, to the same broker and the same
@@ -54,6 +57,7 @@ import collections
 import json
 import os
 import random
+import re
 import shlex
 import socket
 import statistics
@@ -171,7 +175,8 @@ class Daemon:
         self.work = work
         self.python_flags = shlex.split(python_flags)
         self.config = write_config(
-            work, port, log='level = "warning"',
+            # info: the replay feed's per-phase emulator cost is an info line (no line per frame)
+            work, port, log='level = "info"',
             concentrator='poll_interval_s = 0.01',
             mqtt=f"keepalive_s = 30\nstats_interval_s = 30\nmax_inflight = {max_inflight}",
             # the shipped commit interval (the tests' config commits twice as often)
@@ -369,8 +374,40 @@ def paced(daemon: Daemon, sub: Subscriber, feed: Feed, frames: list[bytes],
     cpu1, t1 = cpu_s(daemon.pid), time.perf_counter()
     spent = cpu1 - cpu0
     net = spent - idle_cpu_percent / 100 * (t1 - t0)
-    return {"frames": len(frames), "cpu_us_per_frame": spent / len(frames) * 1e6,
-            "cpu_us_per_frame_net_of_idle": max(net, 0.0) / len(frames) * 1e6}
+    result: dict[str, Any] = {"frames": len(frames),
+                              "cpu_us_per_frame": spent / len(frames) * 1e6,
+                              "cpu_us_per_frame_net_of_idle": max(net, 0.0) / len(frames) * 1e6}
+    if replay is not None:
+        result["replay_file"] = replay.name
+    return result
+
+
+EMULATOR_CPU = re.compile(r"inject_replay_emulator_cpu\b.*")
+
+
+def emulator_feed_cpu_ms(log_text: str) -> dict[str, float]:
+    """Replay file name → CPU ms the emulated chip spent taking its frames in (the
+    daemon's ``inject_replay_emulator_cpu`` lines): radio-thread work a real chip does
+    without the host, reported apart from the gateway's."""
+    out: dict[str, float] = {}
+    for match in EMULATOR_CPU.finditer(log_text):
+        line = match.group(0)
+        path = re.search(r"path=(\S+)", line)
+        cpu = re.search(r"cpu_ms=([0-9.]+)", line)
+        if path and cpu:
+            out[Path(path.group(1).strip("'\"")).name] = float(cpu.group(1))
+    return out
+
+
+def split_emulator_cost(per_frame: dict[str, dict[str, Any]], cpu_ms: dict[str, float]) -> None:
+    """Add each replayed phase's emulator share and the gateway's CPU per frame without it."""
+    for phase in per_frame.values():
+        name = phase.pop("replay_file", None)
+        if name is None or name not in cpu_ms:
+            continue
+        emulator_us = cpu_ms[name] * 1e3 / phase["frames"]
+        phase["emulator_feed_us_per_frame"] = emulator_us
+        phase["cpu_us_per_frame_without_feed"] = phase["cpu_us_per_frame"] - emulator_us
 
 
 def flood(sub: Subscriber, feed: Feed, frames: list[bytes]) -> tuple[float, list[bytes]]:
@@ -449,8 +486,10 @@ def one_run(args: argparse.Namespace, devices: Devices) -> dict[str, Any]:
             sock.close()
             daemon.stop()
             broker.stop()
-        errors = [line for line in (work / "gateway.log").read_text().splitlines()
-                  if "error" in line.lower()]
+        log_text = (work / "gateway.log").read_text()
+        if "per_frame" in result:
+            split_emulator_cost(result["per_frame"], emulator_feed_cpu_ms(log_text))
+        errors = [line for line in log_text.splitlines() if "error" in line.lower()]
         result["daemon_error_lines"] = len(errors)
         return result
 
@@ -485,8 +524,13 @@ def report(m: dict[str, Any], runs: int, smaps: dict[str, float] | None = None,
     if "per_frame" not in m:  # --idle-only
         return
     for name, pf in m["per_frame"].items():
+        feed = ""
+        if "emulator_feed_us_per_frame" in pf:
+            feed = (f"; without the emulated chip's intake "
+                    f"({pf['emulator_feed_us_per_frame']:.0f} us) "
+                    f"{pf['cpu_us_per_frame_without_feed']:.0f} us")
         print(f"CPU per frame at {name:9s}{pf['cpu_us_per_frame']:8.0f} us "
-              f"({pf['cpu_us_per_frame_net_of_idle']:.0f} us net of idle)")
+              f"({pf['cpu_us_per_frame_net_of_idle']:.0f} us net of idle{feed})")
     f = m["flood"]
     print(f"flood {f['frames']:.0f} frames: daemon {f['daemon_frames_per_s']:.0f}/s, bare paho "
           f"{f['bare_paho_frames_per_s']:.0f}/s, ratio {f['ratio']:.2f}")

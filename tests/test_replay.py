@@ -100,6 +100,14 @@ def test_every_frame_of_the_file_arrives_once_in_order_through_a_small_buffer(
     assert frame_numbers(got) == list(range(250))
     assert polls >= 25 and emu.fifo_overflows == 0
     assert (feed.frames, feed.rejected, feed.unheard) == (250, 0, 0)
+    # the chip kept count of what taking them in cost this thread (benchmarks report it
+    # apart); without a feed, fill reads add nothing to it
+    spent = emu.air_cpu_ns
+    assert spent > 0
+    emu.set_air(None)
+    for _ in range(20):
+        assert conc.receive() == []
+    assert emu.air_cpu_ns == spent
 
 
 def test_a_paced_replay_releases_frames_by_the_clock_and_stamps_their_due_times(
@@ -304,6 +312,9 @@ def test_a_replay_reaches_the_network_server_in_order_with_no_loop_work_per_fram
     assert refused == ["unreadable", "busy"]
     finished = [e for e in logs if e["event"] == "inject_replay_finished"]
     assert len(finished) == 1 and (finished[0]["frames"], finished[0]["rejected"]) == (count, 0)
+    # once let go, one line says what the emulated chip's intake cost the radio thread
+    cost = [e for e in logs if e["event"] == "inject_replay_emulator_cpu"]
+    assert len(cost) == 1 and cost[0]["frames"] == count and cost[0]["cpu_ms"] > 0
 
 
 @pytest.mark.usefixtures("mosquitto_binary")
@@ -357,7 +368,7 @@ def test_replays_one_after_another_each_arrive(config: Config, tmp_path: Path) -
         ns.close()
     assert uplink_numbers(ns) == list(range(50))
     assert [e["event"] for e in logs if e["event"].startswith("inject_replay")] == [
-        "inject_replay_started", "inject_replay_finished"] * 2
+        "inject_replay_started", "inject_replay_finished", "inject_replay_emulator_cpu"] * 2
 
 
 def test_a_replay_asked_for_while_the_daemon_stops_is_refused(tmp_path: Path) -> None:

@@ -36,3 +36,10 @@ def test_one_short_run_writes_every_figure(tmp_path: Path, feed: str) -> None:
     assert median["idle"]["ctx_switches_per_s"] > 0
     assert median["daemon_error_lines"] == 0
     assert "CPU per frame at 260_per_s" in done.stdout
+    for phase in median["per_frame"].values():  # the emulated chip's intake, reported apart
+        if feed == "replay":
+            assert phase["emulator_feed_us_per_frame"] > 0
+            assert phase["cpu_us_per_frame_without_feed"] == pytest.approx(
+                phase["cpu_us_per_frame"] - phase["emulator_feed_us_per_frame"])
+        else:
+            assert "emulator_feed_us_per_frame" not in phase

@@ -147,6 +147,9 @@ class Sx1302Emulator:
         """SX1303 precision stamps: metrics per frame, and the true fine times for tests."""
         self._air: AirSource | None = None
         self._air_read_at = 0.0  # the last fill read that asked the air (``_release_air``)
+        self.air_cpu_ns = 0
+        """CPU time this thread spent taking frames from the air source into the RX buffer:
+        work a real chip does without the host, which benchmarks report apart."""
         # fault modes
         self.no_answer = False
         self._corrupt_next = False
@@ -202,7 +205,9 @@ class Sx1302Emulator:
         if data == _RX_FILL_READ:
             air = self._air
             if air is not None and not self.no_answer:
+                started = time.thread_time_ns()
                 self._release_air(air)
+                self.air_cpu_ns += time.thread_time_ns() - started
             if self.transcript is None and not self.no_answer:
                 # the idle poll's read, 100 times a second: one len() of the FIFO, atomic
                 # under the GIL, answers it; the lock and the general path cost more
