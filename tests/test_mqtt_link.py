@@ -30,6 +30,11 @@ async def publish_and_confirm(h: Harness, sub: Subscriber, payloads: list[bytes]
     results: list[bool] = []
     for p in payloads:
         assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
+    await confirm(sub, results, payloads)
+
+
+async def confirm(sub: Subscriber, results: list[bool], payloads: list[bytes]) -> None:
+    """Every published payload was acknowledged True and arrived, in order."""
     await until(lambda: len(results) == len(payloads), f"{len(payloads)} acks")
     assert results == [True] * len(payloads)
     got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
@@ -375,10 +380,7 @@ def test_held_writes_go_out_together_at_release_in_the_same_turn(broker: Mosquit
         assert session.client.want_write() and not session.write_due
         h.link.release_writes()
         assert not session.client.want_write()  # written by the release, not a later turn
-        await until(lambda: len(results) == len(payloads), "acks")
-        assert results == [True] * len(payloads)
-        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
-        assert [m.payload for m in got] == payloads
+        await confirm(sub, results, payloads)
         await h.stop()
 
     try:
@@ -402,10 +404,7 @@ def test_a_held_burst_bigger_than_the_socket_buffer_still_goes_out_whole(
                 assert h.link.publish(TOPICS.event("up"), p, on_result=results.append)
         finally:
             h.link.release_writes()
-        await until(lambda: len(results) == len(payloads), "acks")
-        assert results == [True] * len(payloads)
-        got = await in_thread(lambda: sub.wait_for(lambda m: len(m) >= len(payloads)))
-        assert [m.payload for m in got] == payloads
+        await confirm(sub, results, payloads)
         await h.stop()
 
     try:
