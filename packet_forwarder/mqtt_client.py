@@ -61,6 +61,10 @@ class ChunkedClient(mqtt.Client):
         self._write_budget: int | None = None
         """While paho accounts for one coalesced write: the bytes it has not yet been
         told about (``_sock_send`` then hands out this budget instead of writing)."""
+        self._received_at_attr = (
+            "_last_bytes_received" if hasattr(self, "_last_bytes_received") else "_last_msg_in")
+        """Where paho keeps the time bytes last came in (its keep-alive reads it): named
+        ``_last_bytes_received`` since 2.2, ``_last_msg_in`` in 2.0 and 2.1."""
         self._puback_ok = ReasonCode(PacketTypes.PUBACK)
         # paho's Properties has no annotations
         self._no_properties = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
@@ -172,7 +176,7 @@ class ChunkedClient(mqtt.Client):
                 and self._in_packet["command"] == 0):
             self._chunk_pos = pos + 4
             with self._msgtime_mutex:
-                self._last_bytes_received = mqtt.time_func()
+                setattr(self, self._received_at_attr, mqtt.time_func())
             return self._puback_success(chunk[pos + 2] << 8 | chunk[pos + 3])
         return super()._packet_read()
 

@@ -9,6 +9,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
 
 from packet_forwarder.mqtt_client import ChunkedClient
 
@@ -227,6 +228,22 @@ def test_a_successful_puback_reports_success_and_frees_its_message(
         assert sorted(client._out_messages) == sorted(set(mids) - set(expected))
 
 
+def test_a_puback_taken_in_one_step_counts_as_bytes_received_for_the_keepalive() -> None:
+    """paho's keep-alive pings when nothing came in for a while: the fast path must
+    stamp the same clock paho's own reader does (its name changed in paho 2.2)."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        client, _ = queued_client(a)
+        stamp = client._received_at_attr
+        assert hasattr(client, stamp)
+        mids = publish_burst(client, 1)
+        client.loop_write()
+        setattr(client, stamp, 0.0)
+        assert acks_after(client, b, bytes((0x40, 2, 0, mids[0])))
+        assert getattr(client, stamp) > 0.0
+
+
 def test_a_failed_puback_still_reports_its_reason_code() -> None:
     a, b = socket.socketpair()
     with a, b:
@@ -261,7 +278,8 @@ def test_a_successful_puback_builds_no_properties(monkeypatch: pytest.MonkeyPatc
         def refuse(*_: object) -> None:
             raise AssertionError("a Properties table was built for a plain PUBACK")
 
-        monkeypatch.setattr("paho.mqtt._packet.Properties", refuse)
+        # on the class: paho 2.2 builds it in paho.mqtt._packet, 2.0 and 2.1 in the client
+        monkeypatch.setattr(Properties, "__init__", refuse)
         assert [m for m, _ in acks_after(client, b, bytes((0x40, 2, 0, mid)))] == [mid]
 
 
