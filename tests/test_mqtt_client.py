@@ -129,6 +129,15 @@ def publish_burst(client: mqtt.Client, n: int, qos: int = 1) -> list[int]:
     return [client.publish(f"up/{i}", bytes([i]) * (i + 1), qos=qos).mid for i in range(n)]
 
 
+def sent_burst(sock: socket.socket, n: int, **kwargs: Any) -> tuple[mqtt.Client, LimitedSocket,
+                                                                     list[int]]:
+    """A ``queued_client`` that has published and written ``n`` QoS 1 messages: their mids."""
+    client, limited = queued_client(sock, **kwargs)
+    mids = publish_burst(client, n)
+    client.loop_write()
+    return client, limited, mids
+
+
 def drain(sock: socket.socket) -> bytes:
     sock.setblocking(False)
     got = b""
@@ -214,9 +223,7 @@ def test_a_successful_puback_reports_success_and_frees_its_message(
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
-        client, _ = queued_client(a, protocol=protocol)
-        mids = publish_burst(client, 2)
-        client.loop_write()
+        client, _, mids = sent_burst(a, 2, protocol=protocol)
         # v5 may send the reason code (0) explicitly; 3.1.1 never does
         acks = bytes((0x40, 2, 0, mids[0]))
         if protocol == MQTTProtocolVersion.MQTTv5:
@@ -248,9 +255,7 @@ def test_a_failed_puback_still_reports_its_reason_code() -> None:
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
-        client, _ = queued_client(a)
-        [mid] = publish_burst(client, 1)
-        client.loop_write()
+        client, _, [mid] = sent_burst(a, 1)
         got = acks_after(client, b, bytes((0x40, 3, 0, mid, 0x87)))  # not authorised
         assert [m for m, _ in got] == [mid]
         assert got[0][1].is_failure and got[0][1].value == 0x87
@@ -271,9 +276,7 @@ def test_a_successful_puback_builds_no_properties(monkeypatch: pytest.MonkeyPatc
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
-        client, _ = queued_client(a)
-        [mid] = publish_burst(client, 1)
-        client.loop_write()
+        client, _, [mid] = sent_burst(a, 1)
 
         def refuse(*_: object) -> None:
             raise AssertionError("a Properties table was built for a plain PUBACK")
@@ -287,9 +290,7 @@ def test_a_puback_split_across_reads_and_one_after_a_failure_are_both_reported()
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
-        client, _ = queued_client(a)
-        mids = publish_burst(client, 3)
-        client.loop_write()
+        client, _, mids = sent_burst(a, 3)
         got = acks_after(client, b, bytes((0x40, 2, 0)))  # half a PUBACK: nothing yet
         assert got == []
         got += acks_after(client, b, bytes((mids[0], 0x40, 3, 0, mids[1], 0x87,
@@ -303,9 +304,7 @@ def test_a_read_pass_that_emptied_the_socket_does_not_ask_the_kernel_again() -> 
     a, b = socket.socketpair()
     with a, b:
         a.setblocking(False)
-        client, counted = queued_client(a)
-        mids = publish_burst(client, 3)
-        client.loop_write()
+        client, counted, mids = sent_burst(a, 3)
         got = acks_after(client, b, bytes((0x40, 2, 0, mids[0], 0x40, 2, 0, mids[1])))
         assert [mid for mid, _ in got] == mids[:2]
         assert counted.reads == 1  # paho wanted a third packet: the chunk said none waits
